@@ -1,0 +1,174 @@
+"""`newsflow`: run the system, one service, or an operator or consumer command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from pydantic import SecretStr
+
+from services.cli.ingest import (
+    IngestReport,
+    collect_problems,
+    enqueue_paths,
+    format_report,
+    wait_until_terminal,
+)
+from services.cli.processes import Supervisor, child_env, exec_service
+from shared.db import redact_url
+from shared.embedded import EmbeddedServers
+from shared.export import iter_articles, iter_drops
+from shared.ledger import reconcile
+from shared.logging import setup_logging
+from shared.migrate import upgrade_to_head
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+log = logging.getLogger("newsflow")
+SUPERVISE_POLL_S = 0.5
+
+
+@contextmanager
+def system(settings: Settings) -> Iterator[tuple[Settings, EmbeddedServers]]:
+    """The servers to use (embedded ones started when no URL is set), migrated to the latest schema."""
+    database_url, broker_url = (u.get_secret_value() if u else None for u in (settings.database_url,
+                                                                                 settings.broker_url))
+    with EmbeddedServers(settings.data_dir, database_url=database_url, broker_url=broker_url) as servers:
+        assert servers.database_url is not None and servers.broker_url is not None
+        log.info("using database %s and broker %s", redact_url(servers.database_url),
+                 redact_url(servers.broker_url))
+        upgrade_to_head(servers.database_url)
+        yield settings.model_copy(update={"database_url": SecretStr(servers.database_url),
+                                          "broker_url": SecretStr(servers.broker_url)}), servers
+
+
+def start_local_services(supervisor: Supervisor, workers: int, *, watcher: bool = False) -> None:
+    supervisor.start("storage", "storage")
+    supervisor.start("worker", "worker", "--concurrency", str(workers))
+    if watcher:
+        supervisor.start("watcher", "watcher")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """newsflow: news drops in, clean, deduplicated articles out, in PostgreSQL."""
+
+
+@cli.command()
+@click.option("--drop", "drops", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Drop folder to watch (repeatable; default NEWSFLOW_DROP_DIRS).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default NEWSFLOW_WORKER__CONCURRENCY).")
+def up(drops: tuple[Path, ...], workers: int | None) -> None:
+    """Run the whole system on this machine until Ctrl-C (embedded servers if no URLs are set)."""
+    settings = Settings()
+    if drops:
+        settings = settings.model_copy(update={"drop_dirs": list(drops)})
+    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        if servers.fresh_broker:
+            reconcile(Runtime(settings), all_queued=True)
+        extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in settings.drop_dirs])}
+        env = child_env(*settings.require_urls(), extra)
+        stop = _stop_on_signals()
+        with Supervisor(env) as supervisor:
+            start_local_services(supervisor, workers or settings.worker.concurrency, watcher=True)
+            click.echo(f"newsflow is up, watching {', '.join(map(str, settings.drop_dirs))}; Ctrl-C stops it",
+                       err=True)
+            while not stop and not supervisor.dead():
+                time.sleep(SUPERVISE_POLL_S)
+            if dead := supervisor.dead():
+                raise click.ClickException(f"service stopped unexpectedly: {', '.join(dead)}")
+
+
+def _stop_on_signals() -> list[int]:
+    """A list that becomes non-empty on SIGINT or SIGTERM, so the main loop can stop cleanly."""
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    return received
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--wait/--no-wait", default=False, help="Wait until every drop reached a terminal state.")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes to run meanwhile (default: the setting with embedded servers, "
+                   "0 when URLs point at a running system).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bool) -> None:
+    """Enqueue every file under PATH... that the watcher would take, and report what became of each."""
+    settings = Settings()
+    setup_logging("cli", level="WARNING" if as_json else settings.log_level, json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        if workers is None:
+            workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
+        runtime = Runtime(settings)
+        with Supervisor(child_env(*settings.require_urls())) as supervisor:
+            if workers:
+                start_local_services(supervisor, workers)
+            if servers.fresh_broker:
+                reconcile(runtime, all_queued=True)
+            report = IngestReport()
+            enqueue_paths(runtime, paths, report)
+            if wait:
+                wait_until_terminal(runtime, report, progress=sys.stderr.isatty() and not as_json)
+                collect_problems(runtime, report.drop_ids, report)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    elif wait:
+        click.echo(format_report(report))
+    else:
+        click.echo(f"enqueued {report.new} new drops of {report.files} files")
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest version (Alembic)."""
+    settings = Settings()
+    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
+    with system(settings):
+        click.echo("database schema is up to date")
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(["articles", "drops"]))
+@click.option("--jsonl", is_flag=True, required=True, help="One JSON object per line (the only format).")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File to write (default stdout).")
+def export(kind: str, jsonl: bool, output) -> None:
+    """Write the consumer records (SPEC section 6), one JSON object a line."""
+    settings = Settings()
+    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
+    with system(settings) as (settings, _):
+        runtime = Runtime(settings)
+        with runtime.sessions() as session:
+            records = iter_articles(session) if kind == "articles" else iter_drops(session)
+            for record in records:
+                output.write(record.model_dump_json() + "\n")
+
+
+def _service_command(name: str) -> click.Command:
+    @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                   add_help_option=False, help=f"Run the {name} service alone (what a container runs).")
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def run(args: tuple[str, ...]) -> None:
+        exec_service(name, args)
+    return run
+
+
+for _name in ("watcher", "worker", "storage"):
+    cli.add_command(_service_command(_name))
+
+
+def main() -> None:
+    cli(prog_name="newsflow")
+
+
+if __name__ == "__main__":
+    main()

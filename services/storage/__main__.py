@@ -1,0 +1,34 @@
+"""The storage service: persists drop outcomes (articles, drop states) to PostgreSQL.
+
+Consumes `newsflow.store` (batches of outcomes from the worker); produces rows in `articles` and
+terminal states in `drops`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from services.storage.tasks import register_tasks
+from shared.logging import setup_logging
+from shared.queues import Queue
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="newsflow storage", description=__doc__)
+    parser.add_argument("--concurrency", "-c", type=int, default=1, help="storage processes")
+    parser.add_argument("--hostname", "-n", default="storage@%h", help="Celery node name")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    setup_logging("storage", level=settings.log_level, json_lines=settings.log_json)
+    runtime = Runtime(settings)
+    register_tasks(runtime.celery, runtime)
+    runtime.celery.worker_main([
+        "worker", "--queues", Queue.STORE.value, "--concurrency", str(args.concurrency),
+        "--hostname", args.hostname, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
+    ])
+
+
+if __name__ == "__main__":
+    main()

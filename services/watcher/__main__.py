@@ -1,0 +1,33 @@
+"""The watcher service: notices complete files in the drop folders, records them, enqueues them.
+
+Consumes files in NEWSFLOW_DROP_DIRS; produces drops in the ledger and messages on `newsflow.parse`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from services.watcher.service import Watcher
+from shared.logging import setup_logging
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="newsflow watcher", description=__doc__)
+    parser.add_argument("--drop", action="append", type=Path, help="drop folder (repeatable; default setting)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    setup_logging("watcher", level=settings.log_level, json_lines=settings.log_json)
+    settings.require_urls()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    Watcher(Runtime(settings), args.drop or settings.drop_dirs).run(stop)
+
+
+if __name__ == "__main__":
+    main()

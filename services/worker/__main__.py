@@ -1,0 +1,34 @@
+"""The worker service: Celery workers that parse drops and drop exact duplicates.
+
+Consumes `newsflow.parse` (batches of drop ids); produces `newsflow.store` (one outcome per drop).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from services.worker.tasks import register_tasks
+from shared.logging import setup_logging
+from shared.queues import Queue
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="newsflow worker", description=__doc__)
+    parser.add_argument("--concurrency", "-c", type=int, help="worker processes (default: setting)")
+    parser.add_argument("--hostname", "-n", default="worker@%h", help="Celery node name")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    setup_logging("worker", level=settings.log_level, json_lines=settings.log_json)
+    runtime = Runtime(settings)
+    register_tasks(runtime.celery, runtime)
+    concurrency = args.concurrency or settings.worker.concurrency
+    runtime.celery.worker_main([
+        "worker", "--queues", Queue.PARSE.value, "--concurrency", str(concurrency),
+        "--hostname", args.hostname, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Line normalisation (blanks, invisible characters, quotes) and the content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# Drops come with CRLF, CR or LF line ends, sometimes mixed. Other Unicode separators
+# (U+2028, form feed, ...) are soft breaks inside a paragraph, not paragraph ends.
+_LINE_END_RE = re.compile(r"\r\n|\r|\n")
+
+# Non-breaking spaces read as ordinary blanks; zero-width characters are invisible noise
+# that would make equal words compare unequal.
+_SPACE_TABLE = str.maketrans(
+    {"\u00a0": " ", "\u202f": " ", "\u2007": " "}
+    | dict.fromkeys(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"], None)
+)
+_BLANKS_RE = re.compile(r"\s+")
+
+_LSQUO, _RSQUO = "\N{LEFT SINGLE QUOTATION MARK}", "\N{RIGHT SINGLE QUOTATION MARK}"
+_LDQUO, _RDQUO = "\N{LEFT DOUBLE QUOTATION MARK}", "\N{RIGHT DOUBLE QUOTATION MARK}"
+
+# Some sources type a double quote as two single quotes, opening and closing.
+_DOUBLED_SINGLE_QUOTES = ((_LSQUO * 2, _LDQUO), (_RSQUO * 2, _RDQUO))
+
+# Syndicated copies differ in typography; the duplicate key sees one form of each quote.
+_HASH_QUOTE_TABLE = str.maketrans({_LDQUO: '"', _RDQUO: '"', _LSQUO: "'", _RSQUO: "'"})
+
+
+def split_lines(text: str) -> list[str]:
+    """Split text at CRLF, CR and LF line ends."""
+    return _LINE_END_RE.split(text)
+
+
+def normalise_blanks(line: str) -> str:
+    """Turn every run of blanks into one space, drop invisible characters, strip the ends."""
+    return _BLANKS_RE.sub(" ", line.translate(_SPACE_TABLE)).strip()
+
+
+def normalise_line(line: str) -> str:
+    """Normalise a line's blanks and render doubled single quotes as double quotes."""
+    line = normalise_blanks(line)
+    for doubled, double in _DOUBLED_SINGLE_QUOTES:
+        line = line.replace(doubled, double)
+    return line
+
+
+def hash_key(paragraphs: list[str]) -> str:
+    """The body as the duplicate check sees it: blanks collapsed, quotes folded, case folded."""
+    text = "\n".join(normalise_blanks(paragraph) for paragraph in paragraphs)
+    for doubled, _ in _DOUBLED_SINGLE_QUOTES:
+        text = text.replace(doubled, '"')
+    return text.translate(_HASH_QUOTE_TABLE).casefold()
+
+
+def content_hash(paragraphs: list[str]) -> str:
+    """SHA-256 hex of the normalised body: the exact-duplicate key (spec section 4)."""
+    return hashlib.sha256(hash_key(paragraphs).encode("utf-8")).hexdigest()

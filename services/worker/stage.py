@@ -1,0 +1,64 @@
+"""The parse stage: drop ids in, one outcome per drop out (article, rejection, or known duplicate)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.worker.parsing import parse_drop
+from shared.models import Article, Blob, Drop
+from shared.records import DropOutcome, DropStatus, Rejection, RejectReason
+
+log = logging.getLogger(__name__)
+
+
+def load_queued(session: Session, drop_ids: Sequence[int]) -> list[tuple[int, bytes | None]]:
+    """The bytes of each drop still queued; drops already terminal (a redelivery) are skipped."""
+    rows = session.execute(
+        select(Drop.id, Blob.data)
+        .outerjoin(Blob, Blob.sha256 == Drop.sha256)
+        .where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED)
+        .order_by(Drop.id)
+    ).all()
+    return [(row.id, row.data) for row in rows]
+
+
+def parse_one(drop_id: int, data: bytes | None, max_bytes: int) -> DropOutcome:
+    if data is None:
+        rejection = Rejection(reason=RejectReason.NOT_TEXT, detail="the drop's bytes are missing from the ledger")
+        return DropOutcome(drop_id=drop_id, rejection=rejection)
+    try:
+        result = parse_drop(data, max_bytes=max_bytes)
+    except Exception as e:  # a parser bug fails this drop, not its whole batch
+        log.exception("parser failed", extra={"drop_id": drop_id})
+        return DropOutcome(drop_id=drop_id, error=f"parser error: {type(e).__name__}: {e}")
+    if isinstance(result, Rejection):
+        log.info("drop rejected", extra={"drop_id": drop_id, "reason": result.reason.value})
+        return DropOutcome(drop_id=drop_id, rejection=result)
+    return DropOutcome(drop_id=drop_id, article=result)
+
+
+def mark_known_duplicates(session: Session, outcomes: list[DropOutcome]) -> list[DropOutcome]:
+    """Exact duplicates of stored articles travel on without their text; storage has the last word."""
+    hashes = {o.article.content_hash for o in outcomes if o.article}
+    if not hashes:
+        return outcomes
+    known = dict(session.execute(
+        select(Article.content_hash, Article.id).where(Article.content_hash.in_(hashes))
+    ).tuples().all())
+    return [_as_duplicate(o, known[o.article.content_hash]) if o.article and o.article.content_hash in known else o
+            for o in outcomes]
+
+
+def _as_duplicate(outcome: DropOutcome, article_id: int) -> DropOutcome:
+    log.info("exact duplicate", extra={"drop_id": outcome.drop_id, "article_id": article_id})
+    return DropOutcome(drop_id=outcome.drop_id, duplicate_of=article_id)
+
+
+def parse_batch(session: Session, drop_ids: Sequence[int], *, max_bytes: int) -> list[DropOutcome]:
+    outcomes = [parse_one(drop_id, data, max_bytes) for drop_id, data in load_queued(session, drop_ids)]
+    return mark_known_duplicates(session, outcomes)
+

@@ -1,0 +1,25 @@
+"""Thin Celery tasks for the worker: decode the message, call the stage, pass the result on."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from services.worker.stage import parse_batch
+from shared.errors import TransientError, transient_boundary
+from shared.queues import TaskName
+from shared.runtime import Runtime
+
+MAX_TRANSIENT_RETRIES = 10
+
+
+def register_tasks(app: Celery, runtime: Runtime) -> None:
+    max_bytes = runtime.settings.pipeline.max_bytes
+
+    @app.task(name=TaskName.PARSE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
+              retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
+    def parse_drops(drop_ids: list[int]) -> None:
+        with transient_boundary():
+            with runtime.sessions() as session:
+                outcomes = parse_batch(session, drop_ids, max_bytes=max_bytes)
+            if outcomes:
+                app.send_task(TaskName.STORE, kwargs={"outcomes": [o.model_dump(mode="json") for o in outcomes]})

@@ -1,0 +1,43 @@
+"""The Celery app factory: one configuration for every service, JSON only, at-least-once."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+from shared.queues import ROUTES, Queue
+
+TASK_SOFT_TIME_LIMIT_S = 240
+TASK_HARD_TIME_LIMIT_S = 300
+# Longer than the hard limit, or Redis hands a still-running task to a second worker (kombu#337).
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def create_celery(broker_url: str, *, name: str = "newsflow") -> Celery:
+    app = Celery(name, broker=broker_url, set_as_current=False)
+    app.conf.update(
+        # Pickle on a broker others can write to is remote code execution (CVE-2020-11981).
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # PostgreSQL holds every drop's state; results in the broker would be a second truth.
+        task_ignore_result=True,
+        result_backend=None,
+        # Ack after the handler ran, so a killed worker's task is redelivered; handlers are idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message in hand per process: a crash strands at most one batch, and batches spread evenly.
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
+        task_time_limit=TASK_HARD_TIME_LIMIT_S,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_connection_retry_on_startup=True,
+        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        task_routes={name.value: {"queue": queue.value} for name, queue in ROUTES.items()},
+        task_default_queue=Queue.PARSE.value,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower and `newsflow status` read these
+        task_send_sent_event=True,
+    )
+    return app

@@ -1,0 +1,51 @@
+"""Engine and session factories. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def normalise_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever the URL names (postgres://, postgresql://)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy-style URL (e.g. a broker URL): redact by hand
+        scheme, sep, rest = url.partition("://")
+        creds, at, host = rest.rpartition("@")
+        if not at:
+            return url
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
+
+
+def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
+    return create_engine(
+        normalise_url(url),
+        pool_size=pool_size,
+        pool_pre_ping=True,  # a PostgreSQL restart leaves dead pooled connections behind
+        hide_parameters=True,  # article text and bytes never reach an error message
+    )
+
+
+def create_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One session, one transaction: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        yield session

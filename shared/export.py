@@ -1,0 +1,71 @@
+"""The consumer records of SPEC section 6, read from PostgreSQL in pages (constant memory)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.models import Article, Drop
+from shared.records import ArticleRecord, DropLineage, DropRecord
+
+PAGE_SIZE = 500
+
+
+def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLineage]]:
+    rows = session.execute(
+        select(Drop).where(Drop.article_id.in_(article_ids)).order_by(Drop.discovered_at, Drop.id)
+    ).scalars()
+    lineage: dict[int, list[DropLineage]] = defaultdict(list)
+    for drop in rows:
+        lineage[drop.article_id].append(DropLineage(
+            path=drop.path, sha256=drop.sha256, discovered_at=drop.discovered_at, host=drop.host,
+        ))
+    return lineage
+
+
+def article_record(article: Article, drops: list[DropLineage]) -> ArticleRecord:
+    return ArticleRecord(
+        id=article.id, content_hash=article.content_hash, title=article.title,
+        published_on=article.published_on, source=article.source, source_raw=article.source_raw,
+        paragraphs=article.paragraphs, body=article.body, warnings=article.warnings,
+        pipeline_version=article.pipeline_version, drops=drops,
+    )
+
+
+def iter_articles(session: Session) -> Iterator[ArticleRecord]:
+    last_id = 0
+    while True:
+        page = list(session.execute(
+            select(Article).where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
+        ).scalars())
+        if not page:
+            return
+        lineage = _lineage(session, [a.id for a in page])
+        for article in page:
+            yield article_record(article, lineage[article.id])
+        last_id = page[-1].id
+        session.expunge_all()
+
+
+def drop_record(drop: Drop) -> DropRecord:
+    return DropRecord(
+        id=drop.id, path=drop.path, sha256=drop.sha256, size=drop.size, status=drop.status,
+        reason=drop.reason, detail=drop.detail, article_id=drop.article_id,
+        discovered_at=drop.discovered_at, finished_at=drop.finished_at, host=drop.host,
+    )
+
+
+def iter_drops(session: Session) -> Iterator[DropRecord]:
+    last_id = 0
+    while True:
+        page = list(session.execute(
+            select(Drop).where(Drop.id > last_id).order_by(Drop.id).limit(PAGE_SIZE)
+        ).scalars())
+        if not page:
+            return
+        yield from (drop_record(d) for d in page)
+        last_id = page[-1].id
+        session.expunge_all()

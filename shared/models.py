@@ -1,0 +1,103 @@
+"""SQLAlchemy 2 models: the ledger of drops, their bytes, and the articles. Only Alembic changes the schema."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.records import DropStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Blob(Base):
+    """A file's original bytes, stored once per content (lineage, replay, rejected files kept)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now()
+
+
+class Article(Base):
+    """One article per distinct normalised body (content_hash)."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    published_on: Mapped[date | None]
+    source: Mapped[str | None] = mapped_column(Text)
+    source_raw: Mapped[str | None] = mapped_column(Text)
+    dateline: Mapped[str | None] = mapped_column(Text)
+    paragraphs: Mapped[list[str]] = mapped_column(JSONB)
+    body: Mapped[str] = mapped_column(Text)
+    warnings: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    encoding: Mapped[str] = mapped_column(String(16))
+    pipeline_version: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index("ix_articles_published_on", "published_on"),)
+
+
+class Drop(Base):
+    """The ledger: one row per (path, content) ever seen, and the state it reached."""
+
+    __tablename__ = "drops"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    host: Mapped[str] = mapped_column(Text)
+    status: Mapped[DropStatus] = mapped_column(
+        Enum(DropStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id"))
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    discovered_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("path", "sha256", name="uq_drops_path_sha256"),
+        Index("ix_drops_article_id", "article_id"),
+        Index("ix_drops_queued_lease", "lease_expires_at", postgresql_where=text("status = 'queued'")),
+    )

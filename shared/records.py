@@ -1,0 +1,126 @@
+"""Pydantic records that cross a process boundary: task payloads and consumer exports."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DropStatus(StrEnum):
+    """Where a drop is in its journey; everything but QUEUED is terminal."""
+
+    QUEUED = "queued"
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    VANISHED = "vanished"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = frozenset(s for s in DropStatus if s is not DropStatus.QUEUED)
+
+
+class RejectReason(StrEnum):
+    """Hard problems: the file is not stored as an article (SPEC section 1)."""
+
+    EMPTY = "empty"
+    NOT_TEXT = "not_text"
+    TOO_LARGE = "too_large"
+    NO_BODY = "no_body"
+
+
+class ArticleWarning(StrEnum):
+    """Soft problems: the article is stored and flagged."""
+
+    HEADER_MISSING = "header_missing"
+    DATE_INVALID = "date_invalid"
+
+
+class ParsedArticle(BaseModel):
+    """What the parser makes of one drop's bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    title: str
+    published_on: date | None
+    source: str | None = Field(description="Display form of the credit line, e.g. 'Bloomberg News'.")
+    source_raw: str | None = Field(description="The credit line as it stood in the file.")
+    dateline: str | None = Field(default=None, description="A leading date paragraph, kept as a paragraph too.")
+    paragraphs: list[str]
+    warnings: list[ArticleWarning] = []
+    encoding: str = Field(description="How the bytes were decoded, e.g. 'utf-8', 'utf-16', 'cp1252'.")
+    content_hash: str = Field(description="SHA-256 of the normalised body: the exact-duplicate key.")
+
+    @property
+    def body(self) -> str:
+        return "\n\n".join(self.paragraphs)
+
+
+class Rejection(BaseModel):
+    """Why a drop's bytes cannot become an article, in a code and in plain words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: RejectReason
+    detail: str
+
+
+class DropOutcome(BaseModel):
+    """One drop's result, sent from the worker to the storage service."""
+
+    drop_id: int
+    article: ParsedArticle | None = None
+    rejection: Rejection | None = None
+    duplicate_of: int | None = Field(default=None, description="Article id when the worker already knew it.")
+    error: str | None = Field(default=None, description="A permanent failure: the drop ends `failed`.")
+
+
+class DropLineage(BaseModel):
+    path: str
+    sha256: str | None
+    discovered_at: datetime
+    host: str
+
+
+class ArticleRecord(BaseModel):
+    """The consumer record of SPEC section 6 (`newsflow export articles`)."""
+
+    id: int
+    content_hash: str
+    title: str
+    published_on: date | None
+    source: str | None
+    source_raw: str | None
+    paragraphs: list[str]
+    body: str
+    warnings: list[str]
+    language: str | None = None
+    word_count: int | None = None
+    summary: str | None = None
+    keywords: list[str] | None = None
+    entities: list[dict[str, object]] | None = None
+    countries: list[str] | None = None
+    tone: float | None = None
+    cluster_id: int | None = None
+    is_canonical: bool | None = None
+    pipeline_version: str
+    enrichment_version: str | None = None
+    drops: list[DropLineage]
+
+
+class DropRecord(BaseModel):
+    """The drop record of SPEC section 6 (`newsflow export drops`)."""
+
+    id: int
+    path: str
+    sha256: str | None
+    size: int | None
+    status: DropStatus
+    reason: str | None
+    detail: str | None
+    article_id: int | None
+    discovered_at: datetime
+    finished_at: datetime | None
+    host: str

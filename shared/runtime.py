@@ -1,0 +1,35 @@
+"""Per-process dependencies built from settings: the Celery app and the database, created lazily.
+
+Celery's prefork pool forks after import; a pooled connection must never cross a fork, so the
+database engine is rebuilt in any process other than the one that built it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.celery_app import create_celery
+from shared.db import create_db_engine, create_session_factory
+from shared.settings import Settings
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sessions: tuple[int, sessionmaker[Session]] | None = None
+
+    @cached_property
+    def celery(self) -> Celery:
+        return create_celery(self.settings.require_urls()[1])
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        pid = os.getpid()
+        if self._sessions is None or self._sessions[0] != pid:
+            engine = create_db_engine(self.settings.require_urls()[0])
+            self._sessions = (pid, create_session_factory(engine))
+        return self._sessions[1]

@@ -1,0 +1,55 @@
+"""The one settings tree. Environment variables use the prefix NEWSFLOW_; sections nest with `__`.
+
+Examples: NEWSFLOW_DATABASE_URL, NEWSFLOW_DROP_DIRS='["/data/drops"]', NEWSFLOW_WATCHER__SETTLE_S=1.5.
+Nothing else in the project reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PIPELINE_VERSION = "1"
+
+
+class WatcherSettings(BaseModel):
+    settle_s: float = Field(2.0, description="A file unchanged in size and mtime this long is complete.")
+    rescan_interval_s: float = Field(10.0, description="Full rescan of every drop folder, as a safety net.")
+    poll_interval_s: float = Field(0.2, description="How often pending files are checked for settling.")
+
+
+class PipelineSettings(BaseModel):
+    max_bytes: int = Field(2 * 1024 * 1024, description="Files larger than this are rejected `too_large`.")
+    batch_size: int = Field(20, description="Drops carried per message (and per transaction).")
+    batch_wait_s: float = Field(0.2, description="Longest a ready drop waits for its batch to fill.")
+    lease_s: float = Field(300.0, description="A queued drop not terminal after this long is re-enqueued.")
+
+
+class WorkerSettings(BaseModel):
+    concurrency: int = Field(2, description="Worker processes per `newsflow worker`.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    database_url: SecretStr | None = Field(None, description="PostgreSQL URL; unset means embedded server.")
+    broker_url: SecretStr | None = Field(None, description="Redis or AMQP URL; unset means embedded Redis.")
+    data_dir: Path = Field(Path(".newsflow"), description="Embedded servers' data and local state.")
+    drop_dirs: list[Path] = Field(default_factory=lambda: [Path("drops")], description="Watched folders.")
+    log_level: str = "INFO"
+    log_json: bool = Field(False, description="One JSON object per log line (what containers want).")
+    watcher: WatcherSettings = WatcherSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.broker_url is None
+
+    def require_urls(self) -> tuple[str, str]:
+        """The database and broker URLs; callers start embedded servers first when they are unset."""
+        if self.database_url is None or self.broker_url is None:
+            raise RuntimeError("NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL must be set for this command")
+        return self.database_url.get_secret_value(), self.broker_url.get_secret_value()
