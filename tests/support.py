@@ -1,0 +1,112 @@
+"""Test helpers: real service processes and waiting on the ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.celery_app import create_celery
+from shared.models import Drop
+from shared.records import TERMINAL_STATUSES
+from shared.settings import Settings
+
+ROOT = Path(__file__).parents[1]
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class TestServers:
+    env: dict[str, str]
+    logs: Path
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=SecretStr(self.env["NEWSFLOW_DATABASE_URL"]),
+            broker_url=SecretStr(self.env["NEWSFLOW_BROKER_URL"]),
+            pipeline={"max_bytes": int(self.env["NEWSFLOW_PIPELINE__MAX_BYTES"]), "batch_wait_s": 0.1},
+            watcher={"settle_s": 0.5, "rescan_interval_s": 1, "poll_interval_s": 0.1},
+        )
+
+    def wait_for_workers(self, expected: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until `expected` Celery nodes answer a ping (worker and storage each count as one)."""
+        app = create_celery(self.env["NEWSFLOW_BROKER_URL"])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(app.control.ping(timeout=0.5)) >= expected:
+                return
+        raise TimeoutError(f"fewer than {expected} Celery nodes answered within {timeout_s} s")
+
+
+class ServiceProcess:
+    """One newsflow service as a child process, its output in a log file."""
+
+    def __init__(self, service: str, servers: TestServers, *args: str, env: dict[str, str] | None = None) -> None:
+        self.service = service
+        self.argv = [sys.executable, "-m", f"services.{service}", *args]
+        self.env = {**os.environ, **servers.env, **(env or {})}
+        self.log_path = servers.logs / f"{service}-{time.monotonic_ns()}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.log():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.service} exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.service} never logged {needle!r}:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for_drops(sessions: sessionmaker[Session], count: int, timeout_s: float = 120.0) -> list[Drop]:
+    """Until at least `count` drops exist and all of them are terminal; returns them by path."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with sessions() as session:
+            drops = list(session.execute(select(Drop).order_by(Drop.path, Drop.id)).scalars())
+        if len(drops) >= count and all(d.status in TERMINAL_STATUSES for d in drops):
+            return drops
+        if time.monotonic() > deadline:
+            states = [(d.path, d.status.value) for d in drops]
+            raise TimeoutError(f"expected {count} terminal drops, have: {states}")
+        time.sleep(0.1)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """How a well-behaved producer drops a file: write under a temporary name, then rename in."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.rename(path)
