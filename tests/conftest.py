@@ -82,14 +82,14 @@ def settings(servers: TestServers) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def sessions(database_url: str):  # noqa: ANN201 - sessionmaker
+def sessions(database_url: str):
     engine = create_db_engine(database_url)
     yield create_session_factory(engine)
     engine.dispose()
 
 
 @pytest.fixture
-def clean_db(sessions) -> None:  # noqa: ANN001
+def clean_db(sessions) -> None:
     """Every test starts from empty tables (the processes stay up between tests)."""
     with sessions() as session, session.begin():
         session.execute(text("TRUNCATE drops, articles, blobs RESTART IDENTITY CASCADE"))

@@ -22,12 +22,12 @@ WIKINEWS = ROOT / "tests" / "data" / "wikinews"
 REFERENCE = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
 
 
-def articles_by_id(sessions) -> dict[int, Article]:  # noqa: ANN001
+def articles_by_id(sessions) -> dict[int, Article]:
     with sessions() as session:
         return {a.id: a for a in session.execute(select(Article)).scalars()}
 
 
-def test_reference_and_wikinews_all_stored(watcher: ServiceProcess, drop_dir: Path, sessions) -> None:  # noqa: ANN001
+def test_reference_and_wikinews_all_stored(watcher: ServiceProcess, drop_dir: Path, sessions) -> None:
     index = [json.loads(line) for line in (WIKINEWS / "index.jsonl").read_text().splitlines()]
     shutil.copy(REFERENCE, drop_dir / REFERENCE.name)
     for entry in index:
@@ -51,7 +51,7 @@ def test_reference_and_wikinews_all_stored(watcher: ServiceProcess, drop_dir: Pa
     assert len(reference.paragraphs) == 7
 
 
-def test_same_file_twice_is_one_article_and_one_duplicate(watcher, drop_dir: Path, sessions) -> None:  # noqa: ANN001
+def test_same_file_twice_is_one_article_and_one_duplicate(watcher, drop_dir: Path, sessions) -> None:
     data = REFERENCE.read_bytes()
     write_atomically(drop_dir / "first.txt", data)
     wait_for_drops(sessions, 1)
@@ -66,7 +66,7 @@ def test_same_file_twice_is_one_article_and_one_duplicate(watcher, drop_dir: Pat
     assert str(drops["first.txt"].article_id) in drops["copy.txt"].detail
 
 
-def test_syndicated_copy_with_other_title_and_credit_is_a_duplicate(watcher, drop_dir: Path, sessions) -> None:  # noqa: ANN001
+def test_syndicated_copy_with_other_title_and_credit_is_a_duplicate(watcher, drop_dir: Path, sessions) -> None:
     original = REFERENCE.read_text(encoding="utf-8")
     lines = original.splitlines()
     lines[0] = " date 2019-06-27 Japan and US reaffirm their security pact"
@@ -80,7 +80,7 @@ def test_syndicated_copy_with_other_title_and_credit_is_a_duplicate(watcher, dro
     assert len(articles_by_id(sessions)) == 1
 
 
-def test_slowly_written_file_is_never_taken_half_written(watcher, drop_dir: Path, sessions) -> None:  # noqa: ANN001
+def test_slowly_written_file_is_never_taken_half_written(watcher, drop_dir: Path, sessions) -> None:
     data = REFERENCE.read_bytes()
     chunks = [data[i:i + 300] for i in range(0, len(data), 300)]
     with (drop_dir / "slow.txt").open("wb") as handle:
@@ -96,7 +96,7 @@ def test_slowly_written_file_is_never_taken_half_written(watcher, drop_dir: Path
     assert len(articles_by_id(sessions)[drop.article_id].paragraphs) == 7
 
 
-def test_watcher_restart_does_not_reingest(watcher: ServiceProcess, drop_dir: Path, sessions, pipeline) -> None:  # noqa: ANN001
+def test_watcher_restart_does_not_reingest(watcher: ServiceProcess, drop_dir: Path, sessions, pipeline) -> None:
     shutil.copy(REFERENCE, drop_dir / "a.txt")
     wait_for_drops(sessions, 1)
     watcher.stop()
@@ -112,7 +112,7 @@ def test_watcher_restart_does_not_reingest(watcher: ServiceProcess, drop_dir: Pa
     assert {d.status for d in drops} == {DropStatus.STORED}
 
 
-def test_ignored_names_and_escaping_symlinks(watcher, drop_dir: Path, tmp_path: Path, sessions) -> None:  # noqa: ANN001
+def test_ignored_names_and_escaping_symlinks(watcher, drop_dir: Path, tmp_path: Path, sessions) -> None:
     data = REFERENCE.read_bytes()
     outside = tmp_path / "outside.txt"
     outside.write_bytes(WIKINEWS.joinpath("001_df95ba9dd80a3030.txt").read_bytes())
@@ -139,7 +139,7 @@ BAD_INPUTS = {
 }
 
 
-def test_each_bad_input_ends_in_its_state_with_its_reason(watcher, drop_dir: Path, sessions) -> None:  # noqa: ANN001
+def test_each_bad_input_ends_in_its_state_with_its_reason(watcher, drop_dir: Path, sessions) -> None:
     for name, (data, _, _) in BAD_INPUTS.items():
         write_atomically(drop_dir / name, data)
 

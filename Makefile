@@ -1,0 +1,45 @@
+# newsflow: `make` prints this help. Every target creates the virtual environment when needed.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run up test unit integration lint bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install newsflow with its pinned dependencies
+
+run: $(STAMP) ## Ingest the sample drops in seeds/ on embedded servers and print a summary
+	$(BIN)/newsflow ingest seeds/ --wait
+
+up: $(STAMP) ## Run the whole system, watching drops/ (Ctrl-C stops it)
+	$(BIN)/newsflow up
+
+test: $(STAMP) ## Run the whole test suite (unit, then integration on real servers)
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/integration -q
+
+unit: $(STAMP) ## Run the fast unit tests only
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP) ## Run the integration tests only
+	$(BIN)/python -m pytest tests/integration -q
+
+lint: $(STAMP) ## Check style and complexity (ruff)
+	$(BIN)/ruff check services shared tests
+
+bench: $(STAMP) ## Print throughput figures against a naive baseline measured in the same run
+	$(BIN)/python tests/bench/bench_ingest.py
+
+clean: ## Remove the virtual environment and local data (.newsflow)
+	rm -rf $(VENV) .newsflow .pytest_cache .ruff_cache
