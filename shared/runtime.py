@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery
 from shared.db import create_db_engine, create_session_factory
+from shared.logging import setup_logging
 from shared.settings import Settings
 
 
@@ -33,3 +34,15 @@ class Runtime:
             engine = create_db_engine(self.settings.require_urls()[0])
             self._sessions = (pid, create_session_factory(engine))
         return self._sessions[1]
+
+
+def service_runtime(service: str) -> Runtime:
+    """What every service's main() starts with: settings, logging, and the servers' URLs present."""
+    settings = Settings()
+    setup_logging(service, level=settings.log_level, json_lines=settings.log_json)
+    if settings.embedded:
+        raise SystemExit(
+            f"newsflow {service}: set NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL "
+            "(or run `newsflow up`, which starts embedded servers and every service)"
+        )
+    return Runtime(settings)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 
 from services.storage.tasks import register_tasks
-from shared.logging import setup_logging
 from shared.queues import Queue
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.runtime import service_runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,9 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", "-c", type=int, default=1, help="storage processes")
     parser.add_argument("--hostname", "-n", default="storage@%h", help="Celery node name")
     args = parser.parse_args(argv)
-    settings = Settings()
-    setup_logging("storage", level=settings.log_level, json_lines=settings.log_json)
-    runtime = Runtime(settings)
+    runtime = service_runtime("storage")
+    settings = runtime.settings
     register_tasks(runtime.celery, runtime)
     runtime.celery.worker_main([
         "worker", "--queues", Queue.STORE.value, "--concurrency", str(args.concurrency),

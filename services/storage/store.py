@@ -49,11 +49,11 @@ def insert_articles(session: Session, articles: dict[str, ParsedArticle]) -> tup
     inserted = dict(session.execute(
         insert(Article).values(rows).on_conflict_do_nothing(index_elements=[Article.content_hash])
         .returning(Article.content_hash, Article.id)
-    ).tuples().all())
+    ).all())
     missing = set(articles) - set(inserted)
     existing = dict(session.execute(
         select(Article.content_hash, Article.id).where(Article.content_hash.in_(missing))
-    ).tuples().all()) if missing else {}
+    ).all()) if missing else {}
     return inserted | existing, set(inserted)
 
 

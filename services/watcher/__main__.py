@@ -11,22 +11,19 @@ import threading
 from pathlib import Path
 
 from services.watcher.service import Watcher
-from shared.logging import setup_logging
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.runtime import service_runtime
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="newsflow watcher", description=__doc__)
     parser.add_argument("--drop", action="append", type=Path, help="drop folder (repeatable; default setting)")
     args = parser.parse_args(argv)
-    settings = Settings()
-    setup_logging("watcher", level=settings.log_level, json_lines=settings.log_json)
-    settings.require_urls()
+    runtime = service_runtime("watcher")
+    settings = runtime.settings
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Watcher(Runtime(settings), args.drop or settings.drop_dirs).run(stop)
+    Watcher(runtime, args.drop or settings.drop_dirs).run(stop)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 
 from services.worker.tasks import register_tasks
-from shared.logging import setup_logging
 from shared.queues import Queue
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.runtime import service_runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,9 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", "-c", type=int, help="worker processes (default: setting)")
     parser.add_argument("--hostname", "-n", default="worker@%h", help="Celery node name")
     args = parser.parse_args(argv)
-    settings = Settings()
-    setup_logging("worker", level=settings.log_level, json_lines=settings.log_json)
-    runtime = Runtime(settings)
+    runtime = service_runtime("worker")
+    settings = runtime.settings
     register_tasks(runtime.celery, runtime)
     concurrency = args.concurrency or settings.worker.concurrency
     runtime.celery.worker_main([

@@ -48,7 +48,7 @@ def mark_known_duplicates(session: Session, outcomes: list[DropOutcome]) -> list
         return outcomes
     known = dict(session.execute(
         select(Article.content_hash, Article.id).where(Article.content_hash.in_(hashes))
-    ).tuples().all())
+    ).all())
     return [_as_duplicate(o, known[o.article.content_hash]) if o.article and o.article.content_hash in known else o
             for o in outcomes]
 

@@ -1,0 +1,31 @@
+"""Settings come from NEWSFLOW_ variables; secrets stay out of logs."""
+
+import pytest
+
+from shared.db import normalise_url, redact_url
+from shared.settings import Settings
+
+
+def test_nested_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_WATCHER__SETTLE_S", "0.5")
+    monkeypatch.setenv("NEWSFLOW_DROP_DIRS", '["/a", "/b"]')
+    monkeypatch.setenv("NEWSFLOW_DATABASE_URL", "postgresql://u:pw@h/db")
+    settings = Settings()
+    assert settings.watcher.settle_s == 0.5
+    assert [str(p) for p in settings.drop_dirs] == ["/a", "/b"]
+    assert "pw" not in repr(settings)
+    assert settings.embedded  # the broker URL is still unset
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://user:s3cr%40t@db:5432/newsflow",
+    "redis://:s3cr3t@redis:6379/0",
+    "amqp://guest:s3cr3t@rabbit:5672//",
+])
+def test_redacted_urls_hide_the_password(url: str) -> None:
+    assert "s3cr" not in redact_url(url)
+    assert "***" in redact_url(url)
+
+
+def test_urls_use_psycopg3() -> None:
+    assert normalise_url("postgres://u@h/db").startswith("postgresql+psycopg://")
