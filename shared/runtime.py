@@ -10,6 +10,7 @@ import os
 from functools import cached_property
 
 from celery import Celery
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery
@@ -26,6 +27,11 @@ class Runtime:
     @cached_property
     def celery(self) -> Celery:
         return create_celery(self.settings.require_urls()[1])
+
+    def warm_up(self) -> None:
+        """Connect once now, so the first task does not pay for imports and the first connection."""
+        with self.sessions() as session:
+            session.execute(text("SELECT 1"))
 
     @property
     def sessions(self) -> sessionmaker[Session]:

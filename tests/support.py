@@ -25,6 +25,8 @@ START_TIMEOUT_S = 60.0
 
 @dataclass
 class TestServers:
+    __test__ = False  # a fixture value, not a test class
+
     env: dict[str, str]
     logs: Path
 

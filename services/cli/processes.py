@@ -43,7 +43,8 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, label: str, service: str, *args: str) -> None:
-        self.children[label] = subprocess.Popen(service_argv(service, *args), env=self.env)
+        # Children write to our stderr: stdout carries only this command's own output (e.g. --json).
+        self.children[label] = subprocess.Popen(service_argv(service, *args), env=self.env, stdout=sys.stderr)
         log.info("started %s", label, extra={"pid": self.children[label].pid})
 
     def dead(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from services.storage.store import store_outcomes
 from shared.db import transaction
@@ -15,6 +16,8 @@ MAX_TRANSIENT_RETRIES = 10
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
+    worker_process_init.connect(lambda **_: runtime.warm_up(), weak=False)
+
     @app.task(name=TaskName.STORE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
               retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
     def store_drop_outcomes(outcomes: list[dict]) -> None:

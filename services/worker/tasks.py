@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from services.worker.stage import parse_batch
 from shared.errors import TransientError, transient_boundary
@@ -13,6 +14,8 @@ MAX_TRANSIENT_RETRIES = 10
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
+    worker_process_init.connect(lambda **_: runtime.warm_up(), weak=False)
+
     max_bytes = runtime.settings.pipeline.max_bytes
 
     @app.task(name=TaskName.PARSE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,

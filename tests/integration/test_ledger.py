@@ -20,13 +20,13 @@ REFERENCE = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
 MAX_BYTES = 1024 * 1024
 
 
-def register(sessions, *paths: Path):  # noqa: ANN001, ANN201
+def register(sessions, *paths: Path):
     with transaction(sessions) as session:
         return register_reads(session, [read_file(p, MAX_BYTES) for p in paths], host="test", lease_s=60,
                               max_bytes=MAX_BYTES)
 
 
-def test_same_path_and_content_is_one_drop(sessions, clean_db, tmp_path: Path) -> None:  # noqa: ANN001
+def test_same_path_and_content_is_one_drop(sessions, clean_db, tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     path.write_bytes(REFERENCE.read_bytes())
     [first] = register(sessions, path)
@@ -37,12 +37,12 @@ def test_same_path_and_content_is_one_drop(sessions, clean_db, tmp_path: Path) -
     assert rewritten.is_new and rewritten.drop_id != first.drop_id
 
 
-def test_vanished_file_is_recorded(sessions, clean_db, tmp_path: Path) -> None:  # noqa: ANN001
+def test_vanished_file_is_recorded(sessions, clean_db, tmp_path: Path) -> None:
     [drop] = register(sessions, tmp_path / "gone.txt")
     assert drop.status is DropStatus.VANISHED
 
 
-def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path) -> None:  # noqa: ANN001
+def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(REFERENCE.read_bytes())
     (tmp_path / "b.txt").write_bytes(REFERENCE.read_bytes().replace(b"\n", b"\r\n"))  # same text, other bytes
     ids = [r.drop_id for r in register(sessions, tmp_path / "a.txt", tmp_path / "b.txt")]
@@ -62,7 +62,7 @@ def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path)
     assert {d.article_id for d in drops} == {articles[0].id}
 
 
-def test_reconciler_claims_expired_leases_once(sessions, clean_db, tmp_path: Path) -> None:  # noqa: ANN001
+def test_reconciler_claims_expired_leases_once(sessions, clean_db, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(REFERENCE.read_bytes())
     [drop] = register(sessions, tmp_path / "a.txt")
     with transaction(sessions) as session:

@@ -19,7 +19,8 @@ def test_compose_runs_every_service_the_spec_names() -> None:
 
 
 def test_every_newsflow_command_in_compose_exists_in_the_cli() -> None:
-    newsflow_services = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image") == "newsflow:latest"}
+    services = COMPOSE["services"]
+    newsflow_services = {name: svc for name, svc in services.items() if svc.get("image") == "newsflow:latest"}
     assert {"watcher", "worker", "storage", "migrate"} <= set(newsflow_services)
     for name, service in newsflow_services.items():
         if service.get("entrypoint"):
