@@ -1,6 +1,6 @@
 """End-to-end throughput of `newsflow ingest --wait` with 1 and 2 worker processes, beside a naive baseline.
 
-Run: python tests/bench/bench_ingest.py [--repeat N] [--files DIR] [--json] [--logs DIR]
+Run: python tests/bench/bench_ingest.py [--repeat N] [--copies N] [--files DIR] [--json] [--logs DIR]
 
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) and Redis at 127.0.0.1:6379 (db 13 is
 flushed). Every pipeline run gets a fresh database. The worker and storage services are started by
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -61,11 +60,14 @@ def database(name: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def copy_drops(source: Path, target: Path) -> list[Path]:
-    """Only the drop files (*.txt): index.jsonl and README.md are no drops."""
-    files = sorted(source.glob("*.txt"))
-    for path in files:
-        shutil.copy2(path, target / path.name)
+def copy_drops(source: Path, target: Path, copies: int) -> list[Path]:
+    """Only the drop files (*.txt), each in `copies` distinct versions (one paragraph added before
+    the credit line), so a run is long enough to measure and no copy is an exact duplicate."""
+    for path in sorted(source.glob("*.txt")):
+        lines = path.read_bytes().rstrip(b"\n").split(b"\n")
+        for k in range(copies):
+            extra = [f"Benchmark copy {k} of {path.stem}.".encode()] if k else []
+            (target / f"{path.stem}_{k}.txt").write_bytes(b"\n".join(lines[:-1] + extra + lines[-1:]) + b"\n")
     return sorted(target.glob("*.txt"))
 
 
@@ -161,10 +163,10 @@ def summary(rates: list[float]) -> Figures:
             "runs": [round(r, 2) for r in rates]}
 
 
-def run_bench(source: Path, repeat: int, logs: Path) -> Figures:
+def run_bench(source: Path, repeat: int, copies: int, logs: Path) -> Figures:
     folder = logs / "drops"
     folder.mkdir()
-    files = copy_drops(source, folder)
+    files = copy_drops(source, folder, copies)
     if not files:
         raise SystemExit(f"no *.txt drop files in {source}")
     naive_rates: list[float] = []
@@ -185,7 +187,7 @@ def format_table(result: Figures) -> str:
     rows = [("naive single process (read, parse, INSERT per file)", naive)]
     rows += [(f"newsflow ingest --wait, {n} worker process{'es' if n > 1 else ''}", pipeline[str(n)])
              for n in WORKER_COUNTS]
-    lines = [f"files: {result['files']} ({Path(result['source']).name}), {result['repeat']} runs each; "
+    lines = [f"files: {result['files']} (versions of {Path(result['source']).name}), {result['repeat']} runs each; "
              "files/s, best and median of the runs; ratios against the naive best and median",
              f"{'':<54}{'best':>9}{'median':>9}{'ratio best':>12}{'ratio median':>14}"]
     lines += [f"{label + ':':<54}{s['best']:>9.1f}{s['median']:>9.1f}{s['best'] / naive['best']:>11.2f}x"
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (default 3)")
     parser.add_argument("--files", type=Path, default=DEFAULT_FILES, help="folder of *.txt drop files")
+    parser.add_argument("--copies", type=int, default=10, help="distinct versions of each file (default 10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--logs", type=Path, help="keep the services' logs (and drop copies) in this folder")
     args = parser.parse_args(argv)
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             logs = args.logs.absolute()
         else:
             logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="newsflow-bench-")))
-        result = run_bench(args.files, max(1, args.repeat), logs)
+        result = run_bench(args.files, max(1, args.repeat), max(1, args.copies), logs)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
 
 
