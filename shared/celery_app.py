@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from celery import Celery
 from kombu import Queue as KombuQueue
 
@@ -41,3 +44,22 @@ def create_celery(broker_url: str, *, name: str = "newsflow") -> Celery:
         task_send_sent_event=True,
     )
     return app
+
+
+def worker_argv(queue: Queue, *, concurrency: int, hostname: str, log_level: str) -> list[str]:
+    """The `celery worker` command line every consuming service runs."""
+    quiet = ["--quiet"] if log_level.upper() in ("WARNING", "ERROR", "CRITICAL") else []  # no banner
+    return [*quiet, "worker", "--queues", queue.value, "--concurrency", str(concurrency), "--hostname", hostname,
+            "--loglevel", log_level, "--without-gossip", "--without-mingle"]
+
+
+def wait_for_nodes(app: Celery, count: int, *, timeout_s: float = 60.0, alive: Callable[[], bool] = lambda: True
+                   ) -> float:
+    """Ping until `count` Celery nodes answer (or `alive()` turns false); returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if not alive():
+            raise RuntimeError("a service exited while starting")
+        if len(app.control.ping(timeout=0.5)) >= count:
+            return time.monotonic() - start
+    raise TimeoutError(f"fewer than {count} Celery nodes answered within {timeout_s:.0f} s")

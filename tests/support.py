@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.celery_app import create_celery
+from shared.celery_app import create_celery, wait_for_nodes
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES
 from shared.settings import Settings
@@ -38,14 +38,9 @@ class TestServers:
             watcher={"settle_s": 0.5, "rescan_interval_s": 1, "poll_interval_s": 0.1},
         )
 
-    def wait_for_workers(self, expected: int, timeout_s: float = START_TIMEOUT_S) -> None:
+    def wait_for_workers(self, expected: int) -> None:
         """Until `expected` Celery nodes answer a ping (worker and storage each count as one)."""
-        app = create_celery(self.env["NEWSFLOW_BROKER_URL"])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if len(app.control.ping(timeout=0.5)) >= expected:
-                return
-        raise TimeoutError(f"fewer than {expected} Celery nodes answered within {timeout_s} s")
+        wait_for_nodes(create_celery(self.env["NEWSFLOW_BROKER_URL"]), expected, timeout_s=START_TIMEOUT_S)
 
 
 class ServiceProcess:

@@ -16,12 +16,14 @@ from pydantic import SecretStr
 
 from services.cli.ingest import (
     IngestReport,
+    SystemFailure,
     collect_problems,
     enqueue_paths,
     format_report,
     wait_until_terminal,
 )
 from services.cli.processes import Supervisor, child_env, exec_service
+from shared.celery_app import wait_for_nodes
 from shared.db import redact_url
 from shared.embedded import EmbeddedServers
 from shared.export import iter_articles, iter_drops
@@ -115,12 +117,17 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
         with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level})) as supervisor:
             if workers:
                 start_local_services(supervisor, workers)
+                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
             if servers.fresh_broker:
                 reconcile(runtime, all_queued=True)
             report = IngestReport()
             enqueue_paths(runtime, paths, report)
             if wait:
-                wait_until_terminal(runtime, report, progress=sys.stderr.isatty() and not as_json)
+                try:
+                    wait_until_terminal(runtime, report, progress=sys.stderr.isatty() and not as_json,
+                                        dead_services=supervisor.dead)
+                except SystemFailure as e:
+                    raise click.ClickException(str(e)) from e
                 collect_problems(runtime, report.drop_ids, report)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

@@ -7,7 +7,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +70,12 @@ def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport)
         dispatch(runtime.celery, to_send, batch_size=settings.batch_size)
 
 
-def wait_until_terminal(runtime: Runtime, report: IngestReport, *, progress: bool) -> None:
+class SystemFailure(RuntimeError):
+    """The system itself failed (not a file): ingest exits non-zero."""
+
+
+def wait_until_terminal(runtime: Runtime, report: IngestReport, *, progress: bool,
+                        dead_services: Callable[[], list[str]] = list) -> None:
     terminal = {s.value for s in TERMINAL_STATUSES}
     total, last_done, last_change = len(report.drop_ids), -1, time.monotonic()
     next_reconcile = time.monotonic() + runtime.settings.watcher.rescan_interval_s
@@ -85,6 +90,8 @@ def wait_until_terminal(runtime: Runtime, report: IngestReport, *, progress: boo
                 print(f"\r  {done}/{total} drops finished", end="", file=sys.stderr, flush=True)
         if done >= total:
             break
+        if dead := dead_services():
+            raise SystemFailure(f"local service stopped unexpectedly: {', '.join(dead)}")
         if now - last_change > STALL_WARNING_S:
             log.warning("no drop finished for %.0f s: is a worker and a storage service running?", STALL_WARNING_S)
             last_change = now

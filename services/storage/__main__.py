@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from services.storage.tasks import register_tasks
+from shared.celery_app import worker_argv
 from shared.queues import Queue
 from shared.runtime import service_runtime
 
@@ -21,10 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     runtime = service_runtime("storage")
     settings = runtime.settings
     register_tasks(runtime.celery, runtime)
-    runtime.celery.worker_main([
-        "worker", "--queues", Queue.STORE.value, "--concurrency", str(args.concurrency),
-        "--hostname", args.hostname, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
-    ])
+    runtime.celery.worker_main(worker_argv(Queue.STORE, concurrency=args.concurrency, hostname=args.hostname,
+                                           log_level=settings.log_level))
 
 
 if __name__ == "__main__":

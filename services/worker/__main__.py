@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from services.worker.tasks import register_tasks
+from shared.celery_app import worker_argv
 from shared.queues import Queue
 from shared.runtime import service_runtime
 
@@ -21,10 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = runtime.settings
     register_tasks(runtime.celery, runtime)
     concurrency = args.concurrency or settings.worker.concurrency
-    runtime.celery.worker_main([
-        "worker", "--queues", Queue.PARSE.value, "--concurrency", str(concurrency),
-        "--hostname", args.hostname, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
-    ])
+    runtime.celery.worker_main(worker_argv(Queue.PARSE, concurrency=concurrency, hostname=args.hostname,
+                                           log_level=settings.log_level))
 
 
 if __name__ == "__main__":
