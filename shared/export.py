@@ -26,8 +26,19 @@ def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLin
     return lineage
 
 
-def article_record(article: Article, drops: list[DropLineage]) -> ArticleRecord:
+def _clusters(session: Session, cluster_ids: set[int]) -> dict[int, list[int]]:
+    rows = session.execute(
+        select(Article.cluster_id, Article.id).where(Article.cluster_id.in_(cluster_ids)).order_by(Article.id)
+    ).all()
+    members: dict[int, list[int]] = defaultdict(list)
+    for cluster_id, article_id in rows:
+        members[cluster_id].append(article_id)
+    return members
+
+
+def article_record(article: Article, drops: list[DropLineage], cluster: list[int]) -> ArticleRecord:
     return ArticleRecord(
+        cluster_id=article.cluster_id, is_canonical=article.is_canonical, cluster=cluster,
         id=article.id, content_hash=article.content_hash, title=article.title,
         published_on=article.published_on, source=article.source, source_raw=article.source_raw,
         paragraphs=article.paragraphs, body=article.body, warnings=article.warnings,
@@ -44,8 +55,9 @@ def iter_articles(session: Session) -> Iterator[ArticleRecord]:
         if not page:
             return
         lineage = _lineage(session, [a.id for a in page])
+        clusters = _clusters(session, {a.cluster_id for a in page if a.cluster_id is not None})
         for article in page:
-            yield article_record(article, lineage[article.id])
+            yield article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]))
         last_id = page[-1].id
         session.expunge_all()
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -69,9 +70,37 @@ class Article(Base):
     warnings: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     encoding: Mapped[str] = mapped_column(String(16))
     pipeline_version: Mapped[str] = mapped_column(String(16))
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary, doc="MinHash signature, 128 little-endian uint32")
+    cluster_id: Mapped[int | None] = mapped_column(BigInteger, doc="Id of the cluster's canonical article")
+    is_canonical: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = _now()
 
-    __table_args__ = (Index("ix_articles_published_on", "published_on"),)
+    __table_args__ = (
+        Index("ix_articles_published_on", "published_on"),
+        Index("ix_articles_cluster_id", "cluster_id"),
+    )
+
+
+class LshBucket(Base):
+    """The LSH index: an article's key in each band. Articles sharing a key are candidates."""
+
+    __tablename__ = "lsh_buckets"
+
+    band: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ArticleLink(Base):
+    """A confirmed near-duplicate pair (low id first); clusters are its connected components."""
+
+    __tablename__ = "article_links"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    similarity: Mapped[float]
+
+    __table_args__ = (Index("ix_article_links_other_id", "other_id"),)
 
 
 class Drop(Base):

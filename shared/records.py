@@ -75,6 +75,7 @@ class DropOutcome(BaseModel):
     rejection: Rejection | None = None
     duplicate_of: int | None = Field(default=None, description="Article id when the worker already knew it.")
     error: str | None = Field(default=None, description="A permanent failure: the drop ends `failed`.")
+    minhash: str | None = Field(default=None, description="Hex MinHash signature of the body (near-duplicates).")
 
 
 class DropLineage(BaseModel):
@@ -103,8 +104,9 @@ class ArticleRecord(BaseModel):
     entities: list[dict[str, object]] | None = None
     countries: list[str] | None = None
     tone: float | None = None
-    cluster_id: int | None = None
+    cluster_id: int | None = Field(default=None, description="Id of the cluster's canonical article.")
     is_canonical: bool | None = None
+    cluster: list[int] = Field(default_factory=list, description="Ids of every article in the cluster.")
     pipeline_version: str
     enrichment_version: str | None = None
     drops: list[DropLineage]

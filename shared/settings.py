@@ -27,6 +27,11 @@ class PipelineSettings(BaseModel):
     lease_s: float = Field(300.0, description="A queued drop not terminal after this long is re-enqueued.")
 
 
+class DedupSettings(BaseModel):
+    threshold: float = Field(0.8, ge=0.0, le=1.0, description="Jaccard of word 5-shingles that makes a "
+                             "near-duplicate. After changing it, run `newsflow clusters rebuild`.")
+
+
 class WorkerSettings(BaseModel):
     concurrency: int = Field(2, description="Worker processes per `newsflow worker`.")
 
@@ -42,6 +47,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="One JSON object per log line (what containers want).")
     watcher: WatcherSettings = WatcherSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @property

@@ -24,7 +24,8 @@ from services.cli.ingest import (
 )
 from services.cli.processes import Supervisor, child_env, exec_service
 from shared.celery_app import wait_for_nodes
-from shared.db import redact_url
+from shared.clusters import cluster_sizes, rebuild
+from shared.db import redact_url, transaction
 from shared.embedded import EmbeddedServers
 from shared.export import iter_articles, iter_drops
 from shared.ledger import reconcile
@@ -160,6 +161,29 @@ def export(kind: str, jsonl: bool, output) -> None:
             records = iter_articles(session) if kind == "articles" else iter_drops(session)
             for record in records:
                 output.write(record.model_dump_json() + "\n")
+
+
+@cli.group()
+def clusters() -> None:
+    """Near-duplicate clusters (SPEC section 4)."""
+
+
+@clusters.command("rebuild")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Jaccard threshold to rebuild with (default NEWSFLOW_DEDUP__THRESHOLD). Set the same value "
+                   "in the storage service's environment, or new articles keep the old one.")
+def rebuild_clusters(threshold: float | None) -> None:
+    """Recompute every near-duplicate link and cluster, e.g. after changing the threshold."""
+    settings = Settings()
+    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
+    with system(settings) as (settings, _):
+        threshold = settings.dedup.threshold if threshold is None else threshold
+        runtime = Runtime(settings)
+        with transaction(runtime.sessions) as session:
+            count = rebuild(session, threshold)
+            sizes = cluster_sizes(session)
+    click.echo(f"rebuilt clusters of {count} articles at threshold {threshold}: "
+               f"{sizes['clusters']} clusters, {sizes['multi']} with more than one article")
 
 
 def _service_command(name: str) -> click.Command:

@@ -23,4 +23,4 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     def store_drop_outcomes(outcomes: list[dict]) -> None:
         decoded = [DropOutcome.model_validate(o) for o in outcomes]
         with transient_boundary(), transaction(runtime.sessions) as session:
-            store_outcomes(session, decoded)
+            store_outcomes(session, decoded, threshold=runtime.settings.dedup.threshold)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from services.worker.parsing import parse_drop
 from shared.models import Article, Blob, Drop
 from shared.records import DropOutcome, DropStatus, Rejection, RejectReason
+from shared.similarity import shingles, signature, signature_bytes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def parse_one(drop_id: int, data: bytes | None, max_bytes: int) -> DropOutcome:
     if isinstance(result, Rejection):
         log.info("drop rejected", extra={"drop_id": drop_id, "reason": result.reason.value})
         return DropOutcome(drop_id=drop_id, rejection=result)
-    return DropOutcome(drop_id=drop_id, article=result)
+    minhash = signature_bytes(signature(shingles(result.body))).hex()
+    return DropOutcome(drop_id=drop_id, article=result, minhash=minhash)
 
 
 def mark_known_duplicates(session: Session, outcomes: list[DropOutcome]) -> list[DropOutcome]:
