@@ -70,6 +70,7 @@ class Article(Base):
     warnings: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     encoding: Mapped[str] = mapped_column(String(16))
     pipeline_version: Mapped[str] = mapped_column(String(16))
+    primary_sha256: Mapped[str | None] = mapped_column(String(64), doc="The drop whose title and date it carries")
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary, doc="MinHash signature, 128 little-endian uint32")
     cluster_id: Mapped[int | None] = mapped_column(BigInteger, doc="Id of the cluster's canonical article")
     is_canonical: Mapped[bool] = mapped_column(server_default=text("true"))

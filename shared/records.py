@@ -73,7 +73,6 @@ class DropOutcome(BaseModel):
     drop_id: int
     article: ParsedArticle | None = None
     rejection: Rejection | None = None
-    duplicate_of: int | None = Field(default=None, description="Article id when the worker already knew it.")
     error: str | None = Field(default=None, description="A permanent failure: the drop ends `failed`.")
     minhash: str | None = Field(default=None, description="Hex MinHash signature of the body (near-duplicates).")
 

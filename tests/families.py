@@ -7,6 +7,7 @@ boilerplate, and an unrelated article on the same topic (it shares half the orig
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from collections.abc import Iterable
@@ -60,6 +61,8 @@ def family(base: Path, other: Path, rng: random.Random) -> list[Drop]:
                                                     paras[:3] + paras[4:], credit).encode()),
         Drop(f"{stem}-correction.txt", _compose(day, title, fixed, credit).encode()),
         Drop(f"{stem}-syndicated.txt", _compose(day, "Wire: " + title, paras, "associated press").encode()),
+        Drop(f"{stem}-syndicated-late.txt", _compose(day + timedelta(days=2), "Reprint: " + title, paras,
+                                                     "reuters").encode()),
         Drop(f"{stem}-utf16-crlf.txt", text.replace("\n", "\r\n").encode("utf-16")),
         Drop(f"{stem}-boilerplate.txt", text.replace(paras[1] + "\n", paras[1] + "\nAdvertisement\n").encode()),
         # Shares half its text with the original: an LSH candidate that exact Jaccard must turn down.
@@ -82,6 +85,7 @@ def build_families(count: int, seed: int = 7) -> list[Drop]:
 class Truth:
     clusters: set[frozenset[str]]  # content hashes
     canonicals: dict[frozenset[str], str]
+    metadata: dict[str, tuple[str, date | None]]  # title and date per content hash
 
 
 def canonical_of(members: Iterable[ParsedArticle]) -> str:
@@ -92,10 +96,11 @@ def canonical_of(members: Iterable[ParsedArticle]) -> str:
 def brute_force(drops: list[Drop], threshold: float) -> Truth:
     """Exact Jaccard over all pairs of distinct articles, connected components, canonicals."""
     articles: dict[str, ParsedArticle] = {}
-    for drop in drops:
+    # An article carries the metadata of its drop with the smallest SHA-256, whatever the order.
+    for drop in sorted(drops, key=lambda d: hashlib.sha256(d.data).hexdigest(), reverse=True):
         parsed = parse_drop(drop.data)
         assert isinstance(parsed, ParsedArticle), drop.name
-        articles.setdefault(parsed.content_hash, parsed)
+        articles[parsed.content_hash] = parsed
     parent = {h: h for h in articles}
 
     def root(h: str) -> str:
@@ -112,7 +117,8 @@ def brute_force(drops: list[Drop], threshold: float) -> Truth:
     for h in articles:
         groups.setdefault(root(h), set()).add(h)
     clusters = {frozenset(g) for g in groups.values()}
-    return Truth(clusters, {c: canonical_of(articles[h] for h in c) for c in clusters})
+    metadata = {h: (a.title, a.published_on) for h, a in articles.items()}
+    return Truth(clusters, {c: canonical_of(articles[h] for h in c) for c in clusters}, metadata)
 
 
 def pairs(clusters: Iterable[frozenset[str]]) -> set[frozenset[str]]:

@@ -1,4 +1,4 @@
-"""The parse stage: drop ids in, one outcome per drop out (article, rejection, or known duplicate)."""
+"""The parse stage: drop ids in, one outcome per drop out (an article with its MinHash, or a rejection)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.worker.parsing import parse_drop
-from shared.models import Article, Blob, Drop
+from shared.models import Blob, Drop
 from shared.records import DropOutcome, DropStatus, Rejection, RejectReason
 from shared.similarity import shingles, signature, signature_bytes
 
@@ -43,24 +43,6 @@ def parse_one(drop_id: int, data: bytes | None, max_bytes: int) -> DropOutcome:
     return DropOutcome(drop_id=drop_id, article=result, minhash=minhash)
 
 
-def mark_known_duplicates(session: Session, outcomes: list[DropOutcome]) -> list[DropOutcome]:
-    """Exact duplicates of stored articles travel on without their text; storage has the last word."""
-    hashes = {o.article.content_hash for o in outcomes if o.article}
-    if not hashes:
-        return outcomes
-    known = dict(session.execute(
-        select(Article.content_hash, Article.id).where(Article.content_hash.in_(hashes))
-    ).all())
-    return [_as_duplicate(o, known[o.article.content_hash]) if o.article and o.article.content_hash in known else o
-            for o in outcomes]
-
-
-def _as_duplicate(outcome: DropOutcome, article_id: int) -> DropOutcome:
-    log.info("exact duplicate", extra={"drop_id": outcome.drop_id, "article_id": article_id})
-    return DropOutcome(drop_id=outcome.drop_id, duplicate_of=article_id)
-
-
 def parse_batch(session: Session, drop_ids: Sequence[int], *, max_bytes: int) -> list[DropOutcome]:
-    outcomes = [parse_one(drop_id, data, max_bytes) for drop_id, data in load_queued(session, drop_ids)]
-    return mark_known_duplicates(session, outcomes)
+    return [parse_one(drop_id, data, max_bytes) for drop_id, data in load_queued(session, drop_ids)]
 

@@ -44,16 +44,18 @@ def register(sessions, paths: list[Path]) -> list[int]:
 
 def observed(sessions) -> Truth:
     with sessions() as session:
-        rows = session.execute(select(Article.content_hash, Article.cluster_id, Article.is_canonical)).all()
+        rows = session.execute(select(Article.content_hash, Article.cluster_id, Article.is_canonical, Article.title,
+                                      Article.published_on)).all()
     groups: dict[int, set[str]] = {}
     canonical_by_cluster: dict[int, list[str]] = {}
-    for content_hash, cluster_id, is_canonical in rows:
+    for content_hash, cluster_id, is_canonical, _, _ in rows:
         groups.setdefault(cluster_id, set()).add(content_hash)
         if is_canonical:
             canonical_by_cluster.setdefault(cluster_id, []).append(content_hash)
     clusters = {cid: frozenset(members) for cid, members in groups.items()}
     assert all(len(c) == 1 for c in canonical_by_cluster.values()), "one canonical per cluster"
-    return Truth(set(clusters.values()), {clusters[cid]: c[0] for cid, c in canonical_by_cluster.items()})
+    metadata = {row.content_hash: (row.title, row.published_on) for row in rows}
+    return Truth(set(clusters.values()), {clusters[cid]: c[0] for cid, c in canonical_by_cluster.items()}, metadata)
 
 def truncate(sessions) -> None:
     with transaction(sessions) as session:
@@ -92,6 +94,7 @@ def test_clusters_are_order_free_race_free_and_true(pipeline: TestServers, clean
     assert {d.status for d in drops_done} == {DropStatus.STORED, DropStatus.DUPLICATE}
     assert concurrent.clusters == sequential.clusters == truth.clusters
     assert concurrent.canonicals == sequential.canonicals == truth.canonicals
+    assert concurrent.metadata == sequential.metadata == truth.metadata
     precision, recall = precision_recall(concurrent.clusters, truth.clusters)
     print(f"\npairwise precision {precision:.3f}, recall {recall:.3f} over {len(truth.clusters)} clusters")
     assert (precision, recall) == (1.0, 1.0)
