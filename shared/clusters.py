@@ -56,7 +56,11 @@ def confirm(session: Session, body: str, candidate_ids: Sequence[int], threshold
 def recluster(session: Session, article_ids: Iterable[int]) -> int:
     """Make the clusters of these articles one, with its canonical: earliest date, then smallest hash."""
     seeds = list(article_ids)
-    cluster_ids = select(Article.cluster_id).where(Article.id.in_(seeds), Article.cluster_id.is_not(None))
+    # Two statements, not one with a subquery: `cluster_id IN (subquery) OR id IN (...)` defeats the
+    # indexes and reads every article (measured: 47 ms at 100k articles against 0.04 ms).
+    cluster_ids = session.execute(
+        select(Article.cluster_id).where(Article.id.in_(seeds), Article.cluster_id.is_not(None))
+    ).scalars().all()
     members = session.execute(
         select(Article.id).where((Article.cluster_id.in_(cluster_ids)) | Article.id.in_(seeds))
         .order_by(Article.published_on.asc().nulls_last(), Article.content_hash).with_for_update()
