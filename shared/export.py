@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import Article, Drop
-from shared.records import ArticleRecord, DropLineage, DropRecord
+from shared.models import Article, ArticleEntity, Drop, Entity
+from shared.records import ArticleRecord, DropLineage, DropRecord, EntityMention
 
 PAGE_SIZE = 500
 
@@ -36,9 +36,27 @@ def _clusters(session: Session, cluster_ids: set[int]) -> dict[int, list[int]]:
     return members
 
 
-def article_record(article: Article, drops: list[DropLineage], cluster: list[int]) -> ArticleRecord:
+def _entities(session: Session, article_ids: list[int]) -> dict[int, list[EntityMention]]:
+    rows = session.execute(
+        select(ArticleEntity.article_id, Entity.name, Entity.type, ArticleEntity.count)
+        .join(Entity, Entity.id == ArticleEntity.entity_id)
+        .where(ArticleEntity.article_id.in_(article_ids))
+        .order_by(ArticleEntity.article_id, ArticleEntity.count.desc(), Entity.name)
+    ).all()
+    entities: dict[int, list[EntityMention]] = defaultdict(list)
+    for article_id, name, kind, count in rows:
+        entities[article_id].append(EntityMention(text=name, type=kind, count=count))
+    return entities
+
+
+def article_record(article: Article, drops: list[DropLineage], cluster: list[int],
+                   entities: list[EntityMention]) -> ArticleRecord:
+    enriched = article.enrichment_version is not None
     return ArticleRecord(
         cluster_id=article.cluster_id, is_canonical=article.is_canonical, cluster=cluster,
+        language=article.language, word_count=article.word_count, reading_time_min=article.reading_time_min,
+        summary=article.summary, keywords=article.keywords, countries=article.countries, tone=article.tone,
+        entities=entities if enriched else None, enrichment_version=article.enrichment_version,
         id=article.id, content_hash=article.content_hash, title=article.title,
         published_on=article.published_on, source=article.source, source_raw=article.source_raw,
         paragraphs=article.paragraphs, body=article.body, warnings=article.warnings,
@@ -56,8 +74,10 @@ def iter_articles(session: Session) -> Iterator[ArticleRecord]:
             return
         lineage = _lineage(session, [a.id for a in page])
         clusters = _clusters(session, {a.cluster_id for a in page if a.cluster_id is not None})
+        entities = _entities(session, [a.id for a in page])
         for article in page:
-            yield article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]))
+            yield article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]),
+                                 entities[article.id])
         last_id = page[-1].id
         session.expunge_all()
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.records import DropStatus
@@ -74,12 +74,50 @@ class Article(Base):
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary, doc="MinHash signature, 128 little-endian uint32")
     cluster_id: Mapped[int | None] = mapped_column(BigInteger, doc="Id of the cluster's canonical article")
     is_canonical: Mapped[bool] = mapped_column(server_default=text("true"))
+    language: Mapped[str | None] = mapped_column(String(8))
+    word_count: Mapped[int | None]
+    reading_time_min: Mapped[float | None]
+    summary: Mapped[str | None] = mapped_column(Text)
+    keywords: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    countries: Mapped[list[str] | None] = mapped_column(ARRAY(String(2)))
+    tone: Mapped[float | None]
+    enrichment_version: Mapped[str | None] = mapped_column(String(16))
+    enriched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enrich_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
 
     __table_args__ = (
         Index("ix_articles_published_on", "published_on"),
         Index("ix_articles_cluster_id", "cluster_id"),
+        Index("ix_articles_keywords", "keywords", postgresql_using="gin"),
+        Index("ix_articles_countries", "countries", postgresql_using="gin"),
+        Index("ix_articles_enrichment_version", "enrichment_version"),
     )
+
+
+class Entity(Base):
+    """A named entity, once per (type, name): people, organizations, places, nationalities, events."""
+
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("type", "name", name="uq_entities_type_name"),)
+
+
+class ArticleEntity(Base):
+    """An entity mentioned in an article, with its mention count."""
+
+    __tablename__ = "article_entities"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id"), primary_key=True)
+    count: Mapped[int]
+
+    # "Articles mentioning X": entity first, then join articles on published_on for the time window.
+    __table_args__ = (Index("ix_article_entities_entity_id", "entity_id", "article_id"),)
 
 
 class LshBucket(Base):

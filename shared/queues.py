@@ -7,12 +7,20 @@ from enum import StrEnum
 
 class Queue(StrEnum):
     PARSE = "newsflow.parse"
+    ENRICH = "newsflow.enrich"
     STORE = "newsflow.store"
 
 
 class TaskName(StrEnum):
     PARSE = "newsflow.parse_drops"
+    ENRICH = "newsflow.enrich_articles"
     STORE = "newsflow.store_outcomes"
+    STORE_ENRICHMENTS = "newsflow.store_enrichments"
 
 
-ROUTES = {TaskName.PARSE: Queue.PARSE, TaskName.STORE: Queue.STORE}
+ROUTES = {
+    TaskName.PARSE: Queue.PARSE,
+    TaskName.ENRICH: Queue.ENRICH,
+    TaskName.STORE: Queue.STORE,
+    TaskName.STORE_ENRICHMENTS: Queue.STORE,
+}

@@ -84,6 +84,12 @@ class DropLineage(BaseModel):
     host: str
 
 
+class EntityMention(BaseModel):
+    text: str
+    type: str = Field(description="person, organization, place, nationality or event")
+    count: int
+
+
 class ArticleRecord(BaseModel):
     """The consumer record of SPEC section 6 (`newsflow export articles`)."""
 
@@ -98,9 +104,10 @@ class ArticleRecord(BaseModel):
     warnings: list[str]
     language: str | None = None
     word_count: int | None = None
+    reading_time_min: float | None = None
     summary: str | None = None
     keywords: list[str] | None = None
-    entities: list[dict[str, object]] | None = None
+    entities: list[EntityMention] | None = None
     countries: list[str] | None = None
     tone: float | None = None
     cluster_id: int | None = Field(default=None, description="Id of the cluster's canonical article.")
@@ -125,3 +132,26 @@ class DropRecord(BaseModel):
     discovered_at: datetime
     finished_at: datetime | None
     host: str
+
+
+class EnrichInput(BaseModel):
+    """What the enrichment stage needs of one stored article."""
+
+    article_id: int
+    title: str
+    body: str
+
+
+class Enrichment(BaseModel):
+    """SPEC section 5 for one article, as the enrichment stage sends it to storage."""
+
+    article_id: int
+    version: str
+    language: str | None = Field(description="ISO 639-1, or None when undetermined")
+    entities: list[EntityMention] = []
+    countries: list[str] = Field(default=[], description="ISO 3166-1 alpha-2 codes, sorted")
+    keywords: list[str] = []
+    summary: str
+    tone: float | None = Field(description="-1..1; None for languages the sentiment lexicon does not cover")
+    word_count: int
+    reading_time_min: float

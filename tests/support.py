@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery, wait_for_nodes
@@ -100,6 +100,12 @@ def wait_for_drops(sessions: sessionmaker[Session], count: int, timeout_s: float
             states = [(d.path, d.status.value) for d in drops]
             raise TimeoutError(f"expected {count} terminal drops, have: {states}")
         time.sleep(0.1)
+
+
+def truncate_all(sessions: sessionmaker[Session]) -> None:
+    """Empty every table (the service processes stay up between tests)."""
+    with sessions() as session, session.begin():
+        session.execute(text("TRUNCATE drops, articles, blobs, entities RESTART IDENTITY CASCADE"))
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -14,12 +14,15 @@ from pathlib import Path
 import click
 from pydantic import SecretStr
 
+from services.cli.backfill import backfill as run_backfill
 from services.cli.ingest import (
     IngestReport,
     SystemFailure,
+    Waiter,
     collect_problems,
     enqueue_paths,
     format_report,
+    wait_until_enriched,
     wait_until_terminal,
 )
 from services.cli.processes import Supervisor, child_env, exec_service
@@ -32,7 +35,7 @@ from shared.ledger import reconcile
 from shared.logging import setup_logging
 from shared.migrate import upgrade_to_head
 from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.settings import ENRICHMENT_VERSION, Settings
 
 log = logging.getLogger("newsflow")
 SUPERVISE_POLL_S = 0.5
@@ -55,6 +58,7 @@ def system(settings: Settings) -> Iterator[tuple[Settings, EmbeddedServers]]:
 def start_local_services(supervisor: Supervisor, workers: int, *, watcher: bool = False) -> None:
     supervisor.start("storage", "storage")
     supervisor.start("worker", "worker", "--concurrency", str(workers))
+    supervisor.start("enricher", "enricher", "--concurrency", str(workers))
     if watcher:
         supervisor.start("watcher", "watcher")
 
@@ -124,9 +128,12 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
             report = IngestReport()
             enqueue_paths(runtime, paths, report)
             if wait:
+                waiter = Waiter(runtime, progress=sys.stderr.isatty() and not as_json,
+                                dead_services=supervisor.dead)
                 try:
-                    wait_until_terminal(runtime, report, progress=sys.stderr.isatty() and not as_json,
-                                        dead_services=supervisor.dead)
+                    wait_until_terminal(waiter, report)
+                    if workers:  # our own enricher runs: wait for it too
+                        wait_until_enriched(waiter, report)
                 except SystemFailure as e:
                     raise click.ClickException(str(e)) from e
                 collect_problems(runtime, report.drop_ids, report)
@@ -163,6 +170,32 @@ def export(kind: str, jsonl: bool, output) -> None:
                 output.write(record.model_dump_json() + "\n")
 
 
+@cli.command()
+@click.option("--backfill", is_flag=True, required=True,
+              help="Re-enrich every article whose enrichment version differs from this one.")
+@click.option("--workers", type=int, default=None,
+              help="Local enricher processes to run meanwhile (default: the setting with embedded servers, "
+                   "0 when URLs point at a running system).")
+@click.option("--window", type=int, default=200, show_default=True, help="Articles in flight at most.")
+def enrich(backfill: bool, workers: int | None, window: int) -> None:
+    """Re-enrich articles in batches, with progress; safe to interrupt and run again."""
+    settings = Settings()
+    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        if workers is None:
+            workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
+        runtime = Runtime(settings)
+        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
+        with Supervisor(env) as supervisor:
+            if workers:
+                supervisor.start("storage", "storage")
+                supervisor.start("enricher", "enricher", "--concurrency", str(workers))
+                wait_for_nodes(runtime.celery, 2, alive=lambda: not supervisor.dead())
+            total = run_backfill(runtime, window=window, progress=sys.stderr.isatty(),
+                                 dead_services=supervisor.dead)
+    click.echo(f"{total} articles re-enriched to enrichment version {ENRICHMENT_VERSION}")
+
+
 @cli.group()
 def clusters() -> None:
     """Near-duplicate clusters (SPEC section 4)."""
@@ -195,7 +228,7 @@ def _service_command(name: str) -> click.Command:
     return run
 
 
-for _name in ("watcher", "worker", "storage"):
+for _name in ("watcher", "worker", "enricher", "storage"):
     cli.add_command(_service_command(_name))
 
 

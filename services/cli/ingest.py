@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from shared.db import transaction
+from shared.enrichment import count_unenriched, reconcile_enrichment
 from shared.intake import iter_candidates, read_file, register_reads
 from shared.ledger import chunked, dispatch, reconcile, status_counts
 from shared.models import Drop
@@ -36,6 +37,7 @@ class IngestReport:
     problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # path, status, reason, detail
     first_enqueue: float | None = None
     last_terminal: float | None = None
+    enriched: int | None = None
 
     @property
     def elapsed_s(self) -> float:
@@ -46,7 +48,7 @@ class IngestReport:
     def as_dict(self) -> dict[str, object]:
         return {
             "files": self.files, "new_drops": self.new, "already_known": self.files - self.new,
-            "counts": dict(self.counts), "elapsed_s": round(self.elapsed_s, 3),
+            "counts": dict(self.counts), "enriched": self.enriched, "elapsed_s": round(self.elapsed_s, 3),
             "files_per_s": round(self.files / self.elapsed_s, 2) if self.elapsed_s else None,
             "problems": [dict(zip(("path", "status", "reason", "detail"), p, strict=True)) for p in self.problems],
         }
@@ -74,35 +76,63 @@ class SystemFailure(RuntimeError):
     """The system itself failed (not a file): ingest exits non-zero."""
 
 
-def wait_until_terminal(runtime: Runtime, report: IngestReport, *, progress: bool,
-                        dead_services: Callable[[], list[str]] = list) -> None:
+@dataclass
+class Waiter:
+    """Polls until work is done, re-sends what the broker lost, and notices stalls and dead services."""
+
+    runtime: Runtime
+    progress: bool
+    dead_services: Callable[[], list[str]] = list
+
+    def until(self, label: str, total: int, remaining: Callable[[], int], reconcile_now: Callable[[], object]
+              ) -> None:
+        last_left, last_change = -1, time.monotonic()
+        next_reconcile = last_change + self.runtime.settings.watcher.rescan_interval_s
+        while (left := remaining()) > 0:
+            now = time.monotonic()
+            if left != last_left:
+                last_left, last_change = left, now
+                if self.progress:
+                    print(f"\r  {total - left}/{total} {label}", end="", file=sys.stderr, flush=True)
+            if dead := self.dead_services():
+                raise SystemFailure(f"local service stopped unexpectedly: {', '.join(dead)}")
+            if now - last_change > STALL_WARNING_S:
+                log.warning("nothing %s for %.0f s: are the services running?", label, STALL_WARNING_S)
+                last_change = now
+            if now >= next_reconcile:
+                reconcile_now()
+                next_reconcile = now + self.runtime.settings.watcher.rescan_interval_s
+            time.sleep(POLL_INTERVAL_S)
+        if self.progress:
+            print(f"\r  {total}/{total} {label}", file=sys.stderr)
+
+
+def wait_until_terminal(waiter: Waiter, report: IngestReport) -> None:
     terminal = {s.value for s in TERMINAL_STATUSES}
-    total, last_done, last_change = len(report.drop_ids), -1, time.monotonic()
-    next_reconcile = time.monotonic() + runtime.settings.watcher.rescan_interval_s
-    while True:
+    runtime = waiter.runtime
+
+    def remaining() -> int:
         with runtime.sessions() as session:
-            counts = status_counts(session, report.drop_ids)
-        done = sum(n for status, n in counts.items() if status in terminal)
-        now = time.monotonic()
-        if done != last_done:
-            last_done, last_change = done, now
-            if progress:
-                print(f"\r  {done}/{total} drops finished", end="", file=sys.stderr, flush=True)
-        if done >= total:
-            break
-        if dead := dead_services():
-            raise SystemFailure(f"local service stopped unexpectedly: {', '.join(dead)}")
-        if now - last_change > STALL_WARNING_S:
-            log.warning("no drop finished for %.0f s: is a worker and a storage service running?", STALL_WARNING_S)
-            last_change = now
-        if now >= next_reconcile:
-            reconcile(runtime)
-            next_reconcile = now + runtime.settings.watcher.rescan_interval_s
-        time.sleep(POLL_INTERVAL_S)
+            report.counts = Counter({s.value: n for s, n in status_counts(session, report.drop_ids).items()})
+        return len(report.drop_ids) - sum(n for status, n in report.counts.items() if status in terminal)
+
+    waiter.until("drops finished", len(report.drop_ids), remaining, lambda: reconcile(runtime))
     report.last_terminal = time.monotonic()
-    if progress:
-        print(file=sys.stderr)
-    report.counts = Counter({s.value: n for s, n in counts.items()})
+
+
+def wait_until_enriched(waiter: Waiter, report: IngestReport) -> None:
+    runtime = waiter.runtime
+    with runtime.sessions() as session:
+        article_ids = list(session.execute(
+            select(Drop.article_id).where(Drop.id.in_(report.drop_ids), Drop.status == DropStatus.STORED)
+        ).scalars())
+
+    def remaining() -> int:
+        with runtime.sessions() as session:
+            return count_unenriched(session, article_ids)
+
+    waiter.until("articles enriched", len(article_ids), remaining, lambda: reconcile_enrichment(runtime))
+    report.enriched = len(article_ids)
 
 
 def collect_problems(runtime: Runtime, drop_ids: Sequence[int], report: IngestReport) -> None:
@@ -129,6 +159,8 @@ def format_report(report: IngestReport) -> str:
     ]
     if c["queued"]:
         lines.append(f"  unfinished {c['queued']:>6}")
+    if report.enriched is not None:
+        lines.append(f"  enriched   {report.enriched:>6}")
     if report.elapsed_s:
         lines.append(f"  {report.elapsed_s:.2f} s from first enqueue to last terminal state "
                      f"({report.files / report.elapsed_s:.1f} files/s)")

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 SERVICE_MODULES = {
     "watcher": "services.watcher",
     "worker": "services.worker",
+    "enricher": "services.enricher",
     "storage": "services.storage",
 }
 STOP_TIMEOUT_S = 30.0

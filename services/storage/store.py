@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared.clusters import NewArticle, index_articles, recluster
 from shared.models import Article, Drop
-from shared.records import DropOutcome, DropStatus
+from shared.records import DropOutcome, DropStatus, EnrichInput
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import shingles, signature, signature_bytes
 
@@ -48,7 +48,7 @@ def minhash_of(outcome: DropOutcome) -> bytes:
     return signature_bytes(signature(shingles(outcome.article.body)))  # from a worker of an older version
 
 
-def article_row(outcome: DropOutcome, drop_sha256: str) -> dict[str, object]:
+def article_row(outcome: DropOutcome, drop_sha256: str, lease_s: float) -> dict[str, object]:
     article = outcome.article
     assert article is not None
     return {
@@ -57,6 +57,8 @@ def article_row(outcome: DropOutcome, drop_sha256: str) -> dict[str, object]:
         "paragraphs": article.paragraphs, "body": article.body, "warnings": [w.value for w in article.warnings],
         "encoding": article.encoding, "pipeline_version": PIPELINE_VERSION, "minhash": minhash_of(outcome),
         "primary_sha256": drop_sha256,
+        # Storage sends the article to the enrichers after commit; the lease covers that message.
+        "enrich_lease_expires_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
     }
 
 
@@ -112,8 +114,9 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
                    "detail": f"same text as article {article_id}"}
 
 
-def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float) -> Counter[str]:
-    """Write one batch; returns how many drops reached each state."""
+def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float, lease_s: float = 300.0
+                   ) -> tuple[Counter[str], list[EnrichInput]]:
+    """Write one batch; returns how many drops reached each state, and the new articles to enrich."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):
@@ -124,7 +127,7 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
             seen = best.get(outcome.article.content_hash)
             if seen is None or shas[outcome.drop_id] < shas[seen.drop_id]:
                 best[outcome.article.content_hash] = outcome
-    rows = {h: article_row(o, shas[o.drop_id]) for h, o in best.items()}
+    rows = {h: article_row(o, shas[o.drop_id], lease_s) for h, o in best.items()}
     ids, new = insert_articles(session, rows)
     adopt_primaries(session, {h: r for h, r in rows.items() if h not in new}, ids)
     index_articles(session, [NewArticle(ids[h], best[h].article.body, rows[h]["minhash"]) for h in sorted(new)],
@@ -137,4 +140,6 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
         )
     for row in updates:
         log.info("drop %s", row["status"].value, extra={"drop_id": row["b_id"], "article_id": row["article_id"]})
-    return Counter(row["status"].value for row in updates)
+    to_enrich = [EnrichInput(article_id=ids[h], title=best[h].article.title, body=best[h].article.body)
+                 for h in sorted(new)]
+    return Counter(row["status"].value for row in updates), to_enrich

@@ -1,26 +1,40 @@
-"""Thin Celery task for the storage service."""
+"""Thin Celery tasks for the storage service."""
 
 from __future__ import annotations
 
 from celery import Celery
 from celery.signals import worker_process_init
 
+from services.storage.enrichments import store_enrichments
 from services.storage.store import store_outcomes
 from shared.db import transaction
+from shared.enrichment import dispatch_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.queues import TaskName
-from shared.records import DropOutcome
+from shared.records import DropOutcome, Enrichment
 from shared.runtime import Runtime
 
 MAX_TRANSIENT_RETRIES = 10
+RETRY = {"autoretry_for": (TransientError,), "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True,
+         "max_retries": MAX_TRANSIENT_RETRIES}
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     worker_process_init.connect(lambda **_: runtime.warm_up(), weak=False)
+    settings = runtime.settings
 
-    @app.task(name=TaskName.STORE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
-              retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
+    @app.task(name=TaskName.STORE, **RETRY)
     def store_drop_outcomes(outcomes: list[dict]) -> None:
         decoded = [DropOutcome.model_validate(o) for o in outcomes]
+        with transient_boundary():
+            with transaction(runtime.sessions) as session:
+                _, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold,
+                                              lease_s=settings.pipeline.lease_s)
+            # After the commit: a lost message is found again by the enrichment reconciler.
+            dispatch_enrichment(app, to_enrich, batch_size=settings.pipeline.batch_size)
+
+    @app.task(name=TaskName.STORE_ENRICHMENTS, **RETRY)
+    def store_article_enrichments(enrichments: list[dict]) -> None:
+        decoded = [Enrichment.model_validate(e) for e in enrichments]
         with transient_boundary(), transaction(runtime.sessions) as session:
-            store_outcomes(session, decoded, threshold=runtime.settings.dedup.threshold)
+            store_enrichments(session, decoded)

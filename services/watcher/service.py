@@ -18,6 +18,7 @@ from watchdog.observers import Observer
 
 from services.watcher.settle import SettleTracker
 from shared.db import transaction
+from shared.enrichment import reconcile_enrichment
 from shared.intake import is_candidate, iter_candidates, read_file, register_reads
 from shared.ledger import dispatch, reconcile
 from shared.models import Drop
@@ -140,6 +141,7 @@ class Watcher:
                 if now >= next_rescan:
                     self.rescan(now)
                     reconcile(self.runtime)
+                    reconcile_enrichment(self.runtime)
                     next_rescan = now + self.settings.watcher.rescan_interval_s
                 self.drain_events(now)
                 self.check_pending(now)

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from services.storage.store import store_outcomes
 from services.worker.stage import parse_batch
@@ -20,9 +20,10 @@ from shared.ledger import dispatch
 from shared.models import Article, Drop
 from shared.records import DropStatus
 from shared.runtime import Runtime
+from tests.conftest import PIPELINE_NODES
 from tests.families import Drop as FamilyDrop
 from tests.families import Truth, brute_force, build_families, precision_recall
-from tests.support import ServiceProcess, TestServers, wait_for_drops
+from tests.support import ServiceProcess, TestServers, truncate_all, wait_for_drops
 
 pytestmark = pytest.mark.integration
 
@@ -57,10 +58,6 @@ def observed(sessions) -> Truth:
     metadata = {row.content_hash: (row.title, row.published_on) for row in rows}
     return Truth(set(clusters.values()), {clusters[cid]: c[0] for cid, c in canonical_by_cluster.items()}, metadata)
 
-def truncate(sessions) -> None:
-    with transaction(sessions) as session:
-        session.execute(text("TRUNCATE drops, articles, blobs, lsh_buckets, article_links RESTART IDENTITY CASCADE"))
-
 def one_worker_in_sorted_order(sessions, paths: list[Path]) -> Truth:
     for path in sorted(paths):
         ids = register(sessions, [path])
@@ -81,14 +78,14 @@ def test_clusters_are_order_free_race_free_and_true(pipeline: TestServers, clean
     runtime = Runtime(pipeline.settings())
     with ServiceProcess("worker", pipeline, "--concurrency", "4", "-n", "extra-worker@%h"), \
             ServiceProcess("storage", pipeline, "--concurrency", "2", "-n", "extra-storage@%h"):
-        pipeline.wait_for_workers(4)
+        pipeline.wait_for_workers(PIPELINE_NODES + 2)
         ids = register(sessions, shuffled)
         for start in range(0, len(ids), 3):  # small batches in shuffled order: many at the same instant
             dispatch(runtime.celery, ids[start:start + 3], batch_size=3)
         drops_done = wait_for_drops(sessions, len(paths))
     concurrent = observed(sessions)
 
-    truncate(sessions)
+    truncate_all(sessions)
     sequential = one_worker_in_sorted_order(sessions, paths)
 
     assert {d.status for d in drops_done} == {DropStatus.STORED, DropStatus.DUPLICATE}

@@ -15,13 +15,13 @@ DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 
 
 def test_compose_runs_every_service_the_spec_names() -> None:
-    assert {"postgres", "redis", "watcher", "worker", "storage", "flower"} <= set(COMPOSE["services"])
+    assert {"postgres", "redis", "watcher", "worker", "enricher", "storage", "flower"} <= set(COMPOSE["services"])
 
 
 def test_every_newsflow_command_in_compose_exists_in_the_cli() -> None:
     services = COMPOSE["services"]
     newsflow_services = {name: svc for name, svc in services.items() if svc.get("image") == "newsflow:latest"}
-    assert {"watcher", "worker", "storage", "migrate"} <= set(newsflow_services)
+    assert {"watcher", "worker", "enricher", "storage", "migrate"} <= set(newsflow_services)
     for name, service in newsflow_services.items():
         if service.get("entrypoint"):
             continue
@@ -36,7 +36,7 @@ def test_flower_runs_from_the_image_against_the_same_broker() -> None:
 
 
 def test_services_wait_for_migrations_and_healthy_servers() -> None:
-    for name in ("watcher", "worker", "storage"):
+    for name in ("watcher", "worker", "enricher", "storage"):
         depends = COMPOSE["services"][name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert "NEWSFLOW_DATABASE_URL" in COMPOSE["services"][name]["environment"]
