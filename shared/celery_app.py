@@ -26,9 +26,12 @@ def create_celery(broker_url: str, *, name: str = "newsflow") -> Celery:
         # PostgreSQL holds every drop's state; results in the broker would be a second truth.
         task_ignore_result=True,
         result_backend=None,
-        # Ack after the handler ran, so a killed worker's task is redelivered; handlers are idempotent.
+        # Ack after the handler ran, so a crash before the end leaves the message to be redelivered.
         task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # Not requeued by Celery when the worker dies: a task that kills its worker would come back
+        # forever (celery#1628). The reconciler re-sends it after its lease instead, counting the
+        # deliveries in the ledger and failing the drop after MAX_DELIVERIES.
+        task_reject_on_worker_lost=False,
         # One message in hand per process: a crash strands at most one batch, and batches spread evenly.
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
@@ -63,3 +66,12 @@ def wait_for_nodes(app: Celery, count: int, *, timeout_s: float = 60.0, alive: C
         if len(app.control.ping(timeout=0.5)) >= count:
             return time.monotonic() - start
     raise TimeoutError(f"fewer than {count} Celery nodes answered within {timeout_s:.0f} s")
+
+
+def queue_depth(app: Celery, queue: Queue) -> int:
+    """Messages waiting in a queue (not those a worker holds); 0 for a queue not declared yet."""
+    with app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue.value, passive=True).message_count
+        except conn.channel_errors:
+            return 0

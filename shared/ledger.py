@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from celery import Celery
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.db import transaction
-from shared.models import Drop
+from shared.intake import read_file
+from shared.models import Blob, Drop
 from shared.queues import TaskName
 from shared.records import DropStatus
 from shared.runtime import Runtime
@@ -39,8 +42,9 @@ def dispatch(app: Celery, drop_ids: Sequence[int], *, batch_size: int) -> int:
     return sent
 
 
-def claim_expired(session: Session, *, lease_s: float, limit: int = 1000, all_queued: bool = False) -> list[int]:
-    """Renew the lease of queued drops whose lease ran out (or all queued ones) and return their ids.
+def claim_expired(session: Session, *, lease_s: float, limit: int = 1000, all_queued: bool = False
+                  ) -> list[tuple[int, int]]:
+    """Renew the lease of queued drops whose lease ran out (or all queued ones); returns (id, deliveries).
 
     SKIP LOCKED lets several reconcilers run at once without claiming the same drop twice.
     """
@@ -62,18 +66,23 @@ def claim_expired(session: Session, *, lease_s: float, limit: int = 1000, all_qu
             )
         )
         log.error("drops failed after repeated deliveries", extra={"drop_ids": exhausted})
-    return sorted(row.id for row in claimed if row.attempts < MAX_DELIVERIES)
+    return sorted((row.id, row.attempts) for row in claimed if row.attempts < MAX_DELIVERIES)
 
 
 def reconcile(runtime: Runtime, *, all_queued: bool = False) -> int:
-    """Re-send queued drops whose lease ran out (or all, after the broker lost every message)."""
+    """Re-send queued drops whose lease ran out (or all, after the broker lost every message).
+
+    A drop re-sent before and still not done goes alone, so one file that kills its worker does not
+    take the rest of its batch down with it.
+    """
     pipeline = runtime.settings.pipeline
     with transaction(runtime.sessions) as session:
-        ids = claim_expired(session, lease_s=pipeline.lease_s, all_queued=all_queued)
-    if ids:
-        log.warning("re-enqueued drops whose messages were lost", extra={"count": len(ids)})
-    dispatch(runtime.celery, ids, batch_size=pipeline.batch_size)
-    return len(ids)
+        claimed = claim_expired(session, lease_s=pipeline.lease_s, all_queued=all_queued)
+    if claimed:
+        log.warning("re-enqueued drops whose messages were lost", extra={"count": len(claimed)})
+    dispatch(runtime.celery, [i for i, attempts in claimed if attempts <= 1], batch_size=pipeline.batch_size)
+    dispatch(runtime.celery, [i for i, attempts in claimed if attempts > 1], batch_size=1)
+    return len(claimed)
 
 
 def status_counts(session: Session, drop_ids: Sequence[int]) -> Counter[DropStatus]:
@@ -81,3 +90,52 @@ def status_counts(session: Session, drop_ids: Sequence[int]) -> Counter[DropStat
         select(Drop.status, func.count()).where(Drop.id.in_(drop_ids)).group_by(Drop.status)
     ).all()
     return Counter({DropStatus(status): count for status, count in rows})
+
+
+REPLAYABLE = (DropStatus.REJECTED, DropStatus.FAILED)
+
+
+def select_replayable(session: Session, *, statuses: Sequence[DropStatus] = REPLAYABLE, reason: str | None = None,
+                      ids: Sequence[int] = ()) -> list[Drop]:
+    query = select(Drop).where(Drop.status.in_(statuses)).order_by(Drop.id).with_for_update(skip_locked=True)
+    if reason:
+        query = query.where(Drop.reason == reason)
+    if ids:
+        query = query.where(Drop.id.in_(ids))
+    return list(session.execute(query).scalars())
+
+
+def missing_bytes(session: Session, drops: Sequence[Drop], max_bytes: int) -> dict[int, str]:
+    """Drops whose bytes are not kept (too large at intake), re-read from their file when it allows;
+    returns why the others cannot be replayed."""
+    kept = set(session.execute(
+        select(Blob.sha256).where(Blob.sha256.in_([d.sha256 for d in drops if d.sha256]))
+    ).scalars())
+    problems: dict[int, str] = {}
+    for drop in drops:
+        if drop.sha256 in kept:
+            continue
+        read = read_file(Path(drop.path), max_bytes)
+        if read.data is None:
+            problems[drop.id] = (f"bytes not kept and the file is {'gone' if read.vanished else 'still too large'}; "
+                                 "raise NEWSFLOW_PIPELINE__MAX_BYTES and keep the file in place")
+        elif read.sha256 != drop.sha256:
+            problems[drop.id] = "the file changed since; the watcher takes the new content as a new drop"
+        else:
+            session.execute(insert(Blob).on_conflict_do_nothing(),
+                            [{"sha256": read.sha256, "size": read.size, "data": read.data}])
+            kept.add(read.sha256)
+    return problems
+
+
+def requeue_for_replay(session: Session, drops: Sequence[Drop], *, lease_s: float, max_bytes: int
+                       ) -> tuple[list[int], dict[int, str]]:
+    """Put rejected or failed drops back to `queued`; returns the ids to dispatch and the ones left, with why."""
+    problems = missing_bytes(session, drops, max_bytes)
+    ids = [d.id for d in drops if d.id not in problems]
+    if ids:
+        session.execute(update(Drop).where(Drop.id.in_(ids)).values(
+            status=DropStatus.QUEUED, reason=None, detail=None, article_id=None, finished_at=None, attempts=0,
+            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+        ))
+    return ids, problems

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PIPELINE_VERSION = "1"
-# Bump when enrichment output changes; `newsflow enrich --backfill` re-enriches older articles.
+# Bump when any enrichment output changes for the same input; `newsflow enrich --backfill` then
+# re-enriches every article stored with another version.
 ENRICHMENT_VERSION = "1"
 
 
@@ -20,6 +21,8 @@ class WatcherSettings(BaseModel):
     settle_s: float = Field(2.0, description="A file unchanged in size and mtime this long is complete.")
     rescan_interval_s: float = Field(10.0, description="Full rescan of every drop folder, as a safety net.")
     poll_interval_s: float = Field(0.2, description="How often pending files are checked for settling.")
+    max_queue_depth: int = Field(500, description="Back-pressure: no new files are taken while the parse "
+                                 "queue holds more messages than this.")
 
 
 class PipelineSettings(BaseModel):

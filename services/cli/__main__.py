@@ -7,12 +7,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from pydantic import SecretStr
 
 from services.cli.backfill import backfill as run_backfill
 from services.cli.ingest import (
@@ -25,42 +22,20 @@ from services.cli.ingest import (
     wait_until_enriched,
     wait_until_terminal,
 )
+from services.cli.operator import audit, replay
 from services.cli.processes import Supervisor, child_env, exec_service
+from services.cli.system import start_local_services, system
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
-from shared.db import redact_url, transaction
-from shared.embedded import EmbeddedServers
+from shared.db import transaction
 from shared.export import iter_articles, iter_drops
 from shared.ledger import reconcile
 from shared.logging import setup_logging
-from shared.migrate import upgrade_to_head
 from shared.runtime import Runtime
 from shared.settings import ENRICHMENT_VERSION, Settings
 
 log = logging.getLogger("newsflow")
 SUPERVISE_POLL_S = 0.5
-
-
-@contextmanager
-def system(settings: Settings) -> Iterator[tuple[Settings, EmbeddedServers]]:
-    """The servers to use (embedded ones started when no URL is set), migrated to the latest schema."""
-    database_url, broker_url = (u.get_secret_value() if u else None for u in (settings.database_url,
-                                                                                 settings.broker_url))
-    with EmbeddedServers(settings.data_dir, database_url=database_url, broker_url=broker_url) as servers:
-        assert servers.database_url is not None and servers.broker_url is not None
-        log.info("using database %s and broker %s", redact_url(servers.database_url),
-                 redact_url(servers.broker_url))
-        upgrade_to_head(servers.database_url)
-        yield settings.model_copy(update={"database_url": SecretStr(servers.database_url),
-                                          "broker_url": SecretStr(servers.broker_url)}), servers
-
-
-def start_local_services(supervisor: Supervisor, workers: int, *, watcher: bool = False) -> None:
-    supervisor.start("storage", "storage")
-    supervisor.start("worker", "worker", "--concurrency", str(workers))
-    supervisor.start("enricher", "enricher", "--concurrency", str(workers))
-    if watcher:
-        supervisor.start("watcher", "watcher")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -228,6 +203,8 @@ def _service_command(name: str) -> click.Command:
     return run
 
 
+cli.add_command(audit)
+cli.add_command(replay)
 for _name in ("watcher", "worker", "enricher", "storage"):
     cli.add_command(_service_command(_name))
 

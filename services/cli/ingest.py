@@ -10,11 +10,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from shared.db import transaction
 from shared.enrichment import count_unenriched, reconcile_enrichment
+from shared.errors import TransientError, transient_boundary
 from shared.intake import iter_candidates, read_file, register_reads
 from shared.ledger import chunked, dispatch, reconcile, status_counts
 from shared.models import Drop
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 REGISTER_CHUNK = 500  # files read and recorded per transaction
 POLL_INTERVAL_S = 0.1
 STALL_WARNING_S = 30.0
+UNREACHABLE_PAUSE_S = 1.0
 
 
 @dataclass
@@ -84,13 +87,24 @@ class Waiter:
     progress: bool
     dead_services: Callable[[], list[str]] = list
 
+    @staticmethod
+    def _poll(call: Callable[[], Any]) -> Any:
+        """Call it; while the database or broker is unreachable, say so and return -1 (keep waiting)."""
+        try:
+            with transient_boundary():
+                return call()
+        except TransientError as e:
+            log.warning("waiting for the database or broker: %s", e)
+            time.sleep(UNREACHABLE_PAUSE_S)
+            return -1
+
     def until(self, label: str, total: int, remaining: Callable[[], int], reconcile_now: Callable[[], object]
               ) -> None:
         last_left, last_change = -1, time.monotonic()
         next_reconcile = last_change + self.runtime.settings.watcher.rescan_interval_s
-        while (left := remaining()) > 0:
+        while (left := self._poll(remaining)) != 0:
             now = time.monotonic()
-            if left != last_left:
+            if left >= 0 and left != last_left:
                 last_left, last_change = left, now
                 if self.progress:
                     print(f"\r  {total - left}/{total} {label}", end="", file=sys.stderr, flush=True)
@@ -99,8 +113,8 @@ class Waiter:
             if now - last_change > STALL_WARNING_S:
                 log.warning("nothing %s for %.0f s: are the services running?", label, STALL_WARNING_S)
                 last_change = now
-            if now >= next_reconcile:
-                reconcile_now()
+            if now >= next_reconcile and left > 0:
+                self._poll(reconcile_now)
                 next_reconcile = now + self.runtime.settings.watcher.rescan_interval_s
             time.sleep(POLL_INTERVAL_S)
         if self.progress:

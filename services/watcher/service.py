@@ -17,15 +17,19 @@ from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, Fil
 from watchdog.observers import Observer
 
 from services.watcher.settle import SettleTracker
+from shared.celery_app import queue_depth
 from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
+from shared.errors import TransientError, transient_boundary
 from shared.intake import is_candidate, iter_candidates, read_file, register_reads
 from shared.ledger import dispatch, reconcile
 from shared.models import Drop
+from shared.queues import Queue
 from shared.records import DropStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
+UNREACHABLE_PAUSE_S = 1.0
 
 
 class EventQueue(FileSystemEventHandler):
@@ -54,6 +58,7 @@ class Watcher:
         self.batch: dict[str, None] = {}  # ready paths in arrival order
         self.batch_started = 0.0
         self.host = socket.gethostname()
+        self.paused = False
 
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
@@ -108,11 +113,23 @@ class Watcher:
             self.batch_started = now
         self.batch.update(dict.fromkeys(ready))
 
+    def backlogged(self) -> bool:
+        """Back-pressure: True while the parse queue is deeper than the limit (files wait on disk)."""
+        depth = queue_depth(self.runtime.celery, Queue.PARSE)
+        paused = depth > self.settings.watcher.max_queue_depth
+        if paused != self.paused:
+            self.paused = paused
+            log.warning("%s taking files: parse queue depth %d, limit %d", "paused" if paused else "resumed",
+                        depth, self.settings.watcher.max_queue_depth)
+        return paused
+
     def flush(self, now: float, *, force: bool = False) -> None:
         pipeline = self.settings.pipeline
         if not self.batch:
             return
         if not force and len(self.batch) < pipeline.batch_size and now - self.batch_started < pipeline.batch_wait_s:
+            return
+        if not force and self.backlogged():
             return
         paths, self.batch = list(self.batch), {}
         reads = [read_file(Path(p), pipeline.max_bytes) for p in paths]
@@ -137,17 +154,29 @@ class Watcher:
         next_rescan = 0.0
         try:
             while not stop.is_set():
-                now = time.monotonic()
-                if now >= next_rescan:
-                    self.rescan(now)
-                    reconcile(self.runtime)
-                    reconcile_enrichment(self.runtime)
-                    next_rescan = now + self.settings.watcher.rescan_interval_s
-                self.drain_events(now)
-                self.check_pending(now)
-                self.flush(now)
+                try:
+                    next_rescan = self.step(next_rescan)
+                except TransientError as e:  # the database or broker is away: keep the files, try again
+                    log.warning("waiting for the database or broker: %s", e)
+                    stop.wait(UNREACHABLE_PAUSE_S)
                 stop.wait(self.settings.watcher.poll_interval_s)
-            self.flush(time.monotonic(), force=True)
+            with transient_boundary():
+                self.flush(time.monotonic(), force=True)
         finally:
             observer.stop()
             observer.join()
+
+    def step(self, next_rescan: float) -> float:
+        """One turn of the loop; returns when the next rescan is due."""
+        now = time.monotonic()
+        with transient_boundary():
+            if now >= next_rescan:
+                self.rescan(now)
+                if not self.backlogged():  # a deep queue is slow, not lost
+                    reconcile(self.runtime)
+                    reconcile_enrichment(self.runtime)
+                next_rescan = now + self.settings.watcher.rescan_interval_s
+            self.drain_events(now)
+            self.check_pending(now)
+            self.flush(now)
+        return next_rescan

@@ -68,7 +68,7 @@ def test_reconciler_claims_expired_leases_once(sessions, clean_db, tmp_path: Pat
     [drop] = register(sessions, tmp_path / "a.txt")
     with transaction(sessions) as session:
         assert claim_expired(session, lease_s=60) == []  # lease still running
-        assert claim_expired(session, lease_s=60, all_queued=True) == [drop.drop_id]
+        assert claim_expired(session, lease_s=60, all_queued=True) == [(drop.drop_id, 1)]
     with transaction(sessions) as session:
         session.execute(Drop.__table__.update().values(lease_expires_at=None, attempts=4))
     with transaction(sessions) as session:

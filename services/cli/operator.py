@@ -1,0 +1,81 @@
+"""Operator commands that check or change state: `newsflow audit` and `newsflow replay`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from services.cli.ingest import IngestReport, Waiter, collect_problems, format_report, wait_until_terminal
+from services.cli.processes import Supervisor, child_env
+from services.cli.system import start_local_services, system
+from shared.audit import format_findings, run_audit
+from shared.celery_app import wait_for_nodes
+from shared.db import transaction
+from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
+from shared.logging import setup_logging
+from shared.records import DropStatus
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def audit(as_json: bool) -> None:
+    """Check the delivery invariants; exit 1 when one fails."""
+    settings = Settings()
+    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
+    with system(settings) as (settings, _), Runtime(settings).sessions() as session:
+        findings = run_audit(session)
+    if as_json:
+        click.echo(json.dumps([{"check": f.check.name, "ok": f.ok, "count": f.count,
+                                "sample": [list(map(str, row)) for row in f.sample]} for f in findings], indent=2))
+    else:
+        click.echo(format_findings(findings))
+    if not all(f.ok for f in findings):
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--status", "statuses", multiple=True, type=click.Choice([s.value for s in REPLAYABLE]),
+              help="Only drops in this state (repeatable; default both).")
+@click.option("--reason", help="Only drops with this reason code, e.g. not_text or retries_exhausted.")
+@click.option("--id", "ids", multiple=True, type=int, help="Only this drop (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Every rejected and failed drop.")
+@click.option("--wait/--no-wait", default=True, help="Wait for the replayed drops and report (default).")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes to run meanwhile (default: the setting with embedded servers, "
+                   "0 when URLs point at a running system).")
+def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], everything: bool, wait: bool,
+           workers: int | None) -> None:
+    """Run rejected or failed drops through the pipeline again, after a fix."""
+    if not (everything or reason or ids or statuses):
+        raise click.UsageError("say which drops: --all, --status, --reason or --id")
+    settings = Settings()
+    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        runtime = Runtime(settings)
+        pipeline = settings.pipeline
+        with transaction(runtime.sessions) as session:
+            drops = select_replayable(session, statuses=[DropStatus(s) for s in statuses] or REPLAYABLE,
+                                      reason=reason, ids=ids)
+            requeued, problems = requeue_for_replay(session, drops, lease_s=pipeline.lease_s,
+                                                    max_bytes=pipeline.max_bytes)
+        for drop_id, why in problems.items():
+            click.echo(f"not replayed: drop {drop_id}: {why}", err=True)
+        if workers is None:
+            workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
+        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})) as supervisor:
+            if workers and requeued:
+                start_local_services(supervisor, workers)
+                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+            dispatch(runtime.celery, requeued, batch_size=pipeline.batch_size)
+            report = IngestReport(files=len(requeued), new=len(requeued), drop_ids=requeued)
+            if wait and requeued:
+                wait_until_terminal(Waiter(runtime, progress=sys.stderr.isatty(), dead_services=supervisor.dead),
+                                    report)
+                collect_problems(runtime, requeued, report)
+    click.echo(f"replayed {len(requeued)} drops" + (f", {len(problems)} could not be" if problems else ""))
+    if wait and requeued:
+        click.echo(format_report(report))
