@@ -16,10 +16,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.celery_app import queue_depth
 from shared.db import transaction
 from shared.intake import read_file
 from shared.models import Blob, Drop
-from shared.queues import TaskName
+from shared.queues import Queue, TaskName
 from shared.records import DropStatus
 from shared.runtime import Runtime
 
@@ -69,6 +70,11 @@ def claim_expired(session: Session, *, lease_s: float, limit: int = 1000, all_qu
     return sorted((row.id, row.attempts) for row in claimed if row.attempts < MAX_DELIVERIES)
 
 
+def parse_backlog(runtime: Runtime) -> int:
+    """Messages waiting on the parse queue beyond the back-pressure limit (0 when there is room)."""
+    return max(0, queue_depth(runtime.celery, Queue.PARSE) - runtime.settings.watcher.max_queue_depth)
+
+
 def reconcile(runtime: Runtime, *, all_queued: bool = False) -> int:
     """Re-send queued drops whose lease ran out (or all, after the broker lost every message).
 
@@ -76,6 +82,8 @@ def reconcile(runtime: Runtime, *, all_queued: bool = False) -> int:
     take the rest of its batch down with it.
     """
     pipeline = runtime.settings.pipeline
+    if not all_queued and parse_backlog(runtime):
+        return 0  # a deep queue is slow, not lost: leases run out while messages wait their turn
     with transaction(runtime.sessions) as session:
         claimed = claim_expired(session, lease_s=pipeline.lease_s, all_queued=all_queued)
     if claimed:

@@ -18,7 +18,7 @@ from shared.db import transaction
 from shared.enrichment import count_unenriched, reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import iter_candidates, read_file, register_reads
-from shared.ledger import chunked, dispatch, reconcile, status_counts
+from shared.ledger import chunked, dispatch, parse_backlog, reconcile, status_counts
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES, DropStatus
 from shared.runtime import Runtime
@@ -63,6 +63,8 @@ def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport)
     files = [f for p in paths for f in iter_candidates(p)]
     report.files = len(files)
     for chunk in chunked(files, REGISTER_CHUNK):
+        while parse_backlog(runtime):  # back-pressure: leases start when the drops are sent
+            time.sleep(POLL_INTERVAL_S)
         reads = [read_file(path, settings.max_bytes) for path in chunk]
         with transaction(runtime.sessions) as session:
             registered = register_reads(session, reads, host=host, lease_s=settings.lease_s,

@@ -17,14 +17,12 @@ from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, Fil
 from watchdog.observers import Observer
 
 from services.watcher.settle import SettleTracker
-from shared.celery_app import queue_depth
 from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import is_candidate, iter_candidates, read_file, register_reads
-from shared.ledger import dispatch, reconcile
+from shared.ledger import dispatch, parse_backlog, reconcile
 from shared.models import Drop
-from shared.queues import Queue
 from shared.records import DropStatus
 from shared.runtime import Runtime
 
@@ -115,13 +113,12 @@ class Watcher:
 
     def backlogged(self) -> bool:
         """Back-pressure: True while the parse queue is deeper than the limit (files wait on disk)."""
-        depth = queue_depth(self.runtime.celery, Queue.PARSE)
-        paused = depth > self.settings.watcher.max_queue_depth
-        if paused != self.paused:
-            self.paused = paused
-            log.warning("%s taking files: parse queue depth %d, limit %d", "paused" if paused else "resumed",
-                        depth, self.settings.watcher.max_queue_depth)
-        return paused
+        excess = parse_backlog(self.runtime)
+        if bool(excess) != self.paused:
+            self.paused = bool(excess)
+            log.warning("%s taking files: the parse queue is %d messages over its limit of %d",
+                        "paused" if excess else "resumed", excess, self.settings.watcher.max_queue_depth)
+        return self.paused
 
     def flush(self, now: float, *, force: bool = False) -> None:
         pipeline = self.settings.pipeline
@@ -172,9 +169,8 @@ class Watcher:
         with transient_boundary():
             if now >= next_rescan:
                 self.rescan(now)
-                if not self.backlogged():  # a deep queue is slow, not lost
-                    reconcile(self.runtime)
-                    reconcile_enrichment(self.runtime)
+                reconcile(self.runtime)
+                reconcile_enrichment(self.runtime)
                 next_rescan = now + self.settings.watcher.rescan_interval_s
             self.drain_events(now)
             self.check_pending(now)
