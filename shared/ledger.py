@@ -147,3 +147,11 @@ def requeue_for_replay(session: Session, drops: Sequence[Drop], *, lease_s: floa
             lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
         ))
     return ids, problems
+
+
+def fail_drops(runtime: Runtime, drop_ids: Sequence[int], error: str) -> None:
+    """A permanent error at a task boundary: its drops end `failed` with the error kept (replayable)."""
+    with transaction(runtime.sessions) as session:
+        session.execute(update(Drop).where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED).values(
+            status=DropStatus.FAILED, reason="error", detail=error[:2000], finished_at=func.now()))
+    log.error("drops failed", extra={"drop_ids": list(drop_ids), "error": error})

@@ -10,6 +10,7 @@ from services.storage.store import store_outcomes
 from shared.db import transaction
 from shared.enrichment import dispatch_enrichment
 from shared.errors import TransientError, transient_boundary
+from shared.ledger import fail_drops
 from shared.queues import TaskName
 from shared.records import DropOutcome, Enrichment
 from shared.runtime import Runtime
@@ -26,12 +27,18 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     @app.task(name=TaskName.STORE, **RETRY)
     def store_drop_outcomes(outcomes: list[dict]) -> None:
         decoded = [DropOutcome.model_validate(o) for o in outcomes]
-        with transient_boundary():
-            with transaction(runtime.sessions) as session:
-                _, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold,
-                                              lease_s=settings.pipeline.lease_s)
-            # After the commit: a lost message is found again by the enrichment reconciler.
-            dispatch_enrichment(app, to_enrich, batch_size=settings.pipeline.batch_size)
+        try:
+            with transient_boundary():
+                with transaction(runtime.sessions) as session:
+                    _, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold,
+                                                  lease_s=settings.pipeline.lease_s)
+                # After the commit: a lost message is found again by the enrichment reconciler.
+                dispatch_enrichment(app, to_enrich, batch_size=settings.pipeline.batch_size)
+        except TransientError:
+            raise
+        except Exception as e:  # permanent: retrying will not help; keep the error with the drops
+            fail_drops(runtime, [o.drop_id for o in decoded], f"storage: {type(e).__name__}: {e}")
+            raise
 
     @app.task(name=TaskName.STORE_ENRICHMENTS, **RETRY)
     def store_article_enrichments(enrichments: list[dict]) -> None:

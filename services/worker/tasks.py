@@ -7,6 +7,7 @@ from celery.signals import worker_process_init
 
 from services.worker.stage import parse_batch
 from shared.errors import TransientError, transient_boundary
+from shared.ledger import fail_drops
 from shared.queues import TaskName
 from shared.runtime import Runtime
 
@@ -21,8 +22,14 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     @app.task(name=TaskName.PARSE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
               retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
     def parse_drops(drop_ids: list[int]) -> None:
-        with transient_boundary():
-            with runtime.sessions() as session:
-                outcomes = parse_batch(session, drop_ids, max_bytes=max_bytes)
-            if outcomes:
-                app.send_task(TaskName.STORE, kwargs={"outcomes": [o.model_dump(mode="json") for o in outcomes]})
+        try:
+            with transient_boundary():
+                with runtime.sessions() as session:
+                    outcomes = parse_batch(session, drop_ids, max_bytes=max_bytes)
+                if outcomes:
+                    app.send_task(TaskName.STORE, kwargs={"outcomes": [o.model_dump(mode="json") for o in outcomes]})
+        except TransientError:
+            raise
+        except Exception as e:  # permanent: retrying will not help; keep the error with the drops
+            fail_drops(runtime, drop_ids, f"worker: {type(e).__name__}: {e}")
+            raise
