@@ -39,8 +39,10 @@ integration: $(STAMP) ## Run the integration tests only
 lint: $(STAMP) ## Check style and complexity (ruff)
 	$(BIN)/ruff check services shared tests
 
-bench: $(STAMP) ## Print throughput figures against a naive baseline measured in the same run
-	$(BIN)/python tests/bench/bench_ingest.py
+bench: $(STAMP) ## Print throughput, enrichment and dedup figures against baselines measured in the same run
+	$(BIN)/python tests/bench/bench_ingest.py --repeat 2
+	$(BIN)/python tests/bench/bench_enrich.py --rounds 2
+	$(BIN)/python tests/bench/bench_dedup.py --fillers random
 
 clean: ## Remove the virtual environment and local data (.newsflow)
 	rm -rf $(VENV) .newsflow .pytest_cache .ruff_cache
