@@ -6,16 +6,19 @@ database engine is rebuilt in any process other than the one that built it.
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable
 from functools import cached_property
 
 from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.celery_app import create_celery
+from shared.celery_app import create_celery, worker_argv
 from shared.db import create_db_engine, create_session_factory
 from shared.logging import setup_logging
+from shared.queues import Queue
 from shared.settings import Settings
 
 
@@ -52,3 +55,17 @@ def service_runtime(service: str) -> Runtime:
             "(or run `newsflow up`, which starts embedded servers and every service)"
         )
     return Runtime(settings)
+
+
+def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime], None], *, doc: str,
+                 default_concurrency: Callable[[Settings], int], argv: list[str] | None = None) -> None:
+    """main() of a service that is a Celery worker on one queue: parse its options, register, run."""
+    parser = argparse.ArgumentParser(prog=f"newsflow {service}", description=doc)
+    parser.add_argument("--concurrency", "-c", type=int, help="processes (default: the service's setting)")
+    parser.add_argument("--hostname", "-n", default=f"{service}@%h", help="Celery node name")
+    args = parser.parse_args(argv)
+    runtime = service_runtime(service)
+    register(runtime.celery, runtime)
+    concurrency = args.concurrency or default_concurrency(runtime.settings)
+    runtime.celery.worker_main(worker_argv(queue, concurrency=concurrency, hostname=args.hostname,
+                                           log_level=runtime.settings.log_level))
