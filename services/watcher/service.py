@@ -4,6 +4,7 @@ read, recorded in the ledger and enqueued in batches; expired leases are re-enqu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -121,14 +122,20 @@ class Watcher:
         return self.paused
 
     def flush(self, now: float, *, force: bool = False) -> None:
+        """Take ready files a message's worth at a time, while the parse queue has room."""
         pipeline = self.settings.pipeline
-        if not self.batch:
-            return
         if not force and len(self.batch) < pipeline.batch_size and now - self.batch_started < pipeline.batch_wait_s:
             return
-        if not force and self.backlogged():
-            return
-        paths, self.batch = list(self.batch), {}
+        while self.batch and (force or not self.backlogged()):
+            paths = list(itertools.islice(self.batch, pipeline.batch_size))
+            self.take(paths)
+            for path in paths:
+                del self.batch[path]
+        self.batch_started = now
+
+    def take(self, paths: list[str]) -> None:
+        """Read, record and enqueue these files."""
+        pipeline = self.settings.pipeline
         reads = [read_file(Path(p), pipeline.max_bytes) for p in paths]
         with transaction(self.runtime.sessions) as session:
             registered = register_reads(session, reads, host=self.host, lease_s=pipeline.lease_s,
