@@ -9,6 +9,7 @@ of the two bodies), the final clusters do not depend on the order articles arriv
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,22 +36,57 @@ def lock_index(session: Session) -> None:
     session.execute(select(func.pg_advisory_xact_lock(CLUSTER_LOCK_KEY)))
 
 
-def candidates(session: Session, article_id: int, keys: Sequence[int]) -> list[int]:
-    rows = session.execute(
-        select(LshBucket.article_id).distinct()
-        .where(tuple_(LshBucket.band, LshBucket.bucket).in_(list(enumerate(keys))), LshBucket.article_id != article_id)
-    ).scalars()
-    return sorted(rows)
+def find_candidates(session: Session, keys: dict[int, list[int]]) -> dict[int, set[int]]:
+    """LSH candidates of each new article: indexed articles sharing a band key, and new articles of
+    the same batch with a smaller id (so each new pair is looked at once). One query per batch."""
+    wanted = sorted({(band, key) for article_keys in keys.values() for band, key in enumerate(article_keys)})
+    holders: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for row in session.execute(select(LshBucket.band, LshBucket.bucket, LshBucket.article_id)
+                               .where(tuple_(LshBucket.band, LshBucket.bucket).in_(wanted))):
+        holders[(row.band, row.bucket)].add(row.article_id)
+    found: dict[int, set[int]] = {}
+    for article_id in sorted(keys):
+        pairs = list(enumerate(keys[article_id]))
+        found[article_id] = set().union(*(holders[p] for p in pairs)) - {article_id}
+        for pair in pairs:
+            holders[pair].add(article_id)
+    return found
 
 
-def confirm(session: Session, body: str, candidate_ids: Sequence[int], threshold: float) -> dict[int, float]:
-    """Exact Jaccard against each candidate: the links at or above the threshold."""
-    if not candidate_ids:
-        return {}
-    mine = shingles(body)
-    bodies = session.execute(select(Article.id, Article.body).where(Article.id.in_(candidate_ids))).all()
-    scores = {row.id: jaccard(mine, shingles(row.body)) for row in bodies}
-    return {other: score for other, score in scores.items() if score >= threshold}
+def confirm(session: Session, articles: Sequence[NewArticle], found: dict[int, set[int]], threshold: float
+            ) -> dict[tuple[int, int], float]:
+    """Exact Jaccard of every candidate pair: the links (low id, high id) at or above the threshold."""
+    mine = {a.id: shingles(a.body) for a in articles}
+    others = set().union(*found.values()) - set(mine) if found else set()
+    if others:
+        for row in session.execute(select(Article.id, Article.body).where(Article.id.in_(sorted(others)))):
+            mine[row.id] = shingles(row.body)
+    links = {}
+    for article_id, candidate_ids in found.items():
+        for other in candidate_ids:
+            score = jaccard(mine[article_id], mine[other])
+            if score >= threshold:
+                links[(min(article_id, other), max(article_id, other))] = score
+    return links
+
+
+def components(links: Iterable[tuple[int, int]]) -> list[set[int]]:
+    """Connected components of the linked articles (union-find)."""
+    parent: dict[int, int] = {}
+
+    def root(node: int) -> int:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in links:
+        parent[root(a)] = root(b)
+    groups: dict[int, set[int]] = defaultdict(set)
+    for node in list(parent):
+        groups[root(node)].add(node)
+    return list(groups.values())
 
 
 def recluster(session: Session, article_ids: Iterable[int]) -> int:
@@ -73,32 +109,30 @@ def recluster(session: Session, article_ids: Iterable[int]) -> int:
     return canonical
 
 
-def index_article(session: Session, article: NewArticle, threshold: float) -> dict[int, float]:
-    """Add one stored article to the index, link it to its confirmed near-duplicates, merge clusters."""
-    keys = band_keys(signature_from_bytes(article.minhash))
-    links = confirm(session, article.body, candidates(session, article.id, keys), threshold)
-    session.execute(
-        insert(LshBucket).on_conflict_do_nothing(),
-        [{"band": band, "bucket": key, "article_id": article.id} for band, key in enumerate(keys)],
-    )
-    if links:
-        session.execute(
-            insert(ArticleLink).on_conflict_do_nothing(),
-            [{"article_id": min(article.id, other), "other_id": max(article.id, other), "similarity": score}
-             for other, score in links.items()],
-        )
-        log.info("near-duplicates linked", extra={"article_id": article.id, "links": sorted(links)})
-    recluster(session, [article.id, *links])
-    return links
+def index_articles(session: Session, articles: Sequence[NewArticle], threshold: float) -> dict[tuple[int, int], float]:
+    """Add newly stored articles to the index, link confirmed near-duplicates, merge their clusters.
 
-
-def index_articles(session: Session, articles: Sequence[NewArticle], threshold: float) -> None:
-    """Index a batch of newly stored articles (in the caller's transaction)."""
+    A batch at a time, in the caller's transaction: a handful of statements however many articles.
+    """
     if not articles:
-        return
+        return {}
     lock_index(session)
-    for article in sorted(articles, key=lambda a: a.id):
-        index_article(session, article, threshold)
+    keys = {a.id: band_keys(signature_from_bytes(a.minhash)) for a in articles}
+    links = confirm(session, articles, find_candidates(session, keys), threshold)
+    session.execute(insert(LshBucket).on_conflict_do_nothing(), [
+        {"band": band, "bucket": key, "article_id": article_id}
+        for article_id in sorted(keys) for band, key in enumerate(keys[article_id])
+    ])
+    session.execute(update(Article).where(Article.id.in_(sorted(keys)), Article.cluster_id.is_(None))
+                    .values(cluster_id=Article.id, is_canonical=True))
+    if links:
+        session.execute(insert(ArticleLink).on_conflict_do_nothing(), [
+            {"article_id": a, "other_id": b, "similarity": score} for (a, b), score in sorted(links.items())
+        ])
+        for component in components(links):
+            recluster(session, sorted(component))
+        log.info("near-duplicates linked", extra={"links": sorted(links)})
+    return links
 
 
 def ensure_signature(session: Session, article: Article) -> bytes:
@@ -114,14 +148,12 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
     lock_index(session)
     session.execute(delete(ArticleLink))
     session.execute(delete(LshBucket))
-    session.execute(update(Article).values(cluster_id=Article.id, is_canonical=True))
+    session.execute(update(Article).values(cluster_id=None, is_canonical=True))
     last_id, done = 0, 0
     while page := list(session.execute(
         select(Article).where(Article.id > last_id).order_by(Article.id).limit(page_size)
     ).scalars()):
-        for article in page:
-            index_article(session, NewArticle(article.id, article.body, ensure_signature(session, article)),
-                          threshold)
+        index_articles(session, [NewArticle(a.id, a.body, ensure_signature(session, a)) for a in page], threshold)
         done += len(page)
         last_id = page[-1].id
         log.info("clusters rebuilt so far", extra={"articles": done})
