@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,18 @@ from shared.similarity import band_keys, jaccard, shingles, signature, signature
 log = logging.getLogger(__name__)
 
 CLUSTER_LOCK_KEY = 0x6E657773  # "news": pg_advisory_xact_lock key for the index and the clusters
+# A batch has BANDS keys per article: arrays keep each statement one fixed, cached text (an IN list
+# or a multi-row VALUES of hundreds of rows costs more to build than to run).
+FIND_BUCKETS = text(
+    "SELECT b.band, b.bucket, b.article_id FROM lsh_buckets b "
+    "JOIN unnest(CAST(:bands AS smallint[]), CAST(:buckets AS bigint[])) AS k(band, bucket) "
+    "ON b.band = k.band AND b.bucket = k.bucket"
+)
+INSERT_BUCKETS = text(
+    "INSERT INTO lsh_buckets (band, bucket, article_id) "
+    "SELECT * FROM unnest(CAST(:bands AS smallint[]), CAST(:buckets AS bigint[]), CAST(:ids AS bigint[])) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,9 @@ def find_candidates(session: Session, keys: dict[int, list[int]]) -> dict[int, s
     the same batch with a smaller id (so each new pair is looked at once). One query per batch."""
     wanted = sorted({(band, key) for article_keys in keys.values() for band, key in enumerate(article_keys)})
     holders: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for row in session.execute(select(LshBucket.band, LshBucket.bucket, LshBucket.article_id)
-                               .where(tuple_(LshBucket.band, LshBucket.bucket).in_(wanted))):
-        holders[(row.band, row.bucket)].add(row.article_id)
+    rows = session.execute(FIND_BUCKETS, {"bands": [b for b, _ in wanted], "buckets": [k for _, k in wanted]})
+    for band, bucket, article_id in rows:
+        holders[(band, bucket)].add(article_id)
     found: dict[int, set[int]] = {}
     for article_id in sorted(keys):
         pairs = list(enumerate(keys[article_id]))
@@ -119,16 +131,15 @@ def index_articles(session: Session, articles: Sequence[NewArticle], threshold: 
     lock_index(session)
     keys = {a.id: band_keys(signature_from_bytes(a.minhash)) for a in articles}
     links = confirm(session, articles, find_candidates(session, keys), threshold)
-    session.execute(insert(LshBucket).on_conflict_do_nothing(), [
-        {"band": band, "bucket": key, "article_id": article_id}
-        for article_id in sorted(keys) for band, key in enumerate(keys[article_id])
-    ])
+    rows = [(band, key, article_id) for article_id in sorted(keys) for band, key in enumerate(keys[article_id])]
+    session.execute(INSERT_BUCKETS, {"bands": [r[0] for r in rows], "buckets": [r[1] for r in rows],
+                                     "ids": [r[2] for r in rows]})
     session.execute(update(Article).where(Article.id.in_(sorted(keys)), Article.cluster_id.is_(None))
                     .values(cluster_id=Article.id, is_canonical=True))
     if links:
-        session.execute(insert(ArticleLink).on_conflict_do_nothing(), [
+        session.execute(insert(ArticleLink).values([
             {"article_id": a, "other_id": b, "similarity": score} for (a, b), score in sorted(links.items())
-        ])
+        ]).on_conflict_do_nothing())
         for component in components(links):
             recluster(session, sorted(component))
         log.info("near-duplicates linked", extra={"links": sorted(links)})

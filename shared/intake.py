@@ -127,10 +127,9 @@ def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, le
         return []
     blobs = {r.sha256: r for r in reads if r.data is not None and r.sha256}
     if blobs:
-        session.execute(
-            insert(Blob).on_conflict_do_nothing(index_elements=[Blob.sha256]),
-            [{"sha256": sha, "size": len(r.data or b""), "data": r.data} for sha, r in sorted(blobs.items())],
-        )
+        session.execute(insert(Blob).values(
+            [{"sha256": sha, "size": len(r.data or b""), "data": r.data} for sha, r in sorted(blobs.items())]
+        ).on_conflict_do_nothing(index_elements=[Blob.sha256]))
     rows = [_drop_row(r, host, lease_s, max_bytes) for r in reads]
     inserted = session.execute(
         insert(Drop).values(rows).on_conflict_do_nothing(constraint="uq_drops_path_sha256")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from functools import cached_property
 
 from celery import Celery
+from celery.signals import worker_shutdown
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,5 +69,11 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     runtime = service_runtime(service)
     register(runtime.celery, runtime)
     concurrency = args.concurrency or default_concurrency(runtime.settings)
+    # worker_main() drops the worker's exit status (click's non-standalone mode returns it, Celery ignores
+    # it), so a worker that died of an unrecoverable error would exit 0 and look stopped on purpose to
+    # whatever supervises it (restart: on-failure). Keep the status the worker set and exit with it.
+    status: list[int] = []
+    worker_shutdown.connect(lambda sender, **_: status.append(getattr(sender, "exitcode", None) or 0), weak=False)
     runtime.celery.worker_main(worker_argv(queue, concurrency=concurrency, hostname=args.hostname,
                                            log_level=runtime.settings.log_level))
+    sys.exit(status[-1] if status else 0)

@@ -23,10 +23,8 @@ def entity_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, 
     """Id per (type, name), creating the entities not seen before (in key order: no deadlocks)."""
     if not keys:
         return {}
-    session.execute(
-        insert(Entity).on_conflict_do_nothing(constraint="uq_entities_type_name"),
-        [{"type": t, "name": n} for t, n in sorted(keys)],
-    )
+    session.execute(insert(Entity).values([{"type": t, "name": n} for t, n in sorted(keys)])
+                    .on_conflict_do_nothing(constraint="uq_entities_type_name"))
     rows = session.execute(
         select(Entity.type, Entity.name, Entity.id).where(tuple_(Entity.type, Entity.name).in_(sorted(keys)))
     ).all()
@@ -47,7 +45,7 @@ def store_enrichments(session: Session, enrichments: Sequence[Enrichment]) -> in
     links = [{"article_id": e.article_id, "entity_id": ids[(m.type, m.text)], "count": m.count}
              for e in todo for m in e.entities]
     if links:
-        session.execute(insert(ArticleEntity).on_conflict_do_nothing(), links)
+        session.execute(insert(ArticleEntity).values(links).on_conflict_do_nothing())
     for e in todo:
         session.execute(update(Article).where(Article.id == e.article_id).values(
             language=e.language, word_count=e.word_count, reading_time_min=e.reading_time_min, summary=e.summary,
