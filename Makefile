@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up test unit integration lint bench clean
+.PHONY: help install run up test unit integration faults lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,15 +26,19 @@ run: $(STAMP) ## Ingest the sample drops in seeds/ on embedded servers and print
 up: $(STAMP) ## Run the whole system, watching drops/ (Ctrl-C stops it)
 	$(BIN)/newsflow up
 
-test: $(STAMP) ## Run the whole test suite (unit, then integration on real servers)
+test: $(STAMP) ## Run the whole test suite (unit, integration on real servers, then the fault tests)
 	$(BIN)/python -m pytest tests/unit -q
 	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/faults -q -s
 
 unit: $(STAMP) ## Run the fast unit tests only
 	$(BIN)/python -m pytest tests/unit -q
 
 integration: $(STAMP) ## Run the integration tests only
 	$(BIN)/python -m pytest tests/integration -q
+
+faults: $(STAMP) ## Run the fault tests only (private servers killed and restarted for real)
+	$(BIN)/python -m pytest tests/faults -q -s
 
 lint: $(STAMP) ## Check style and complexity (ruff)
 	$(BIN)/ruff check services shared tests
