@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from shared.models import Article, ArticleEntity, Drop, Entity
 from shared.records import ArticleRecord, DropLineage, DropRecord, EntityMention
@@ -22,6 +22,7 @@ def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLin
     for drop in rows:
         lineage[drop.article_id].append(DropLineage(
             path=drop.path, sha256=drop.sha256, discovered_at=drop.discovered_at, host=drop.host,
+            parsed_by=drop.parsed_by,
         ))
     return lineage
 
@@ -68,7 +69,8 @@ def iter_articles(session: Session) -> Iterator[ArticleRecord]:
     last_id = 0
     while True:
         page = list(session.execute(
-            select(Article).where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
+            select(Article).options(defer(Article.shingles), defer(Article.minhash))  # index data, not record
+            .where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
         ).scalars())
         if not page:
             return
@@ -87,6 +89,7 @@ def drop_record(drop: Drop) -> DropRecord:
         id=drop.id, path=drop.path, sha256=drop.sha256, size=drop.size, status=drop.status,
         reason=drop.reason, detail=drop.detail, article_id=drop.article_id,
         discovered_at=drop.discovered_at, finished_at=drop.finished_at, host=drop.host,
+        parsed_by=drop.parsed_by,
     )
 
 

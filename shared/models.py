@@ -72,6 +72,8 @@ class Article(Base):
     pipeline_version: Mapped[str] = mapped_column(String(16))
     primary_sha256: Mapped[str | None] = mapped_column(String(64), doc="The drop whose title and date it carries")
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary, doc="MinHash signature, 128 little-endian uint32")
+    shingles: Mapped[bytes | None] = mapped_column(
+        LargeBinary, doc="Word 5-shingle set: sorted unique 64-bit hashes, little-endian (exact Jaccard)")
     cluster_id: Mapped[int | None] = mapped_column(BigInteger, doc="Id of the cluster's canonical article")
     is_canonical: Mapped[bool] = mapped_column(server_default=text("true"))
     language: Mapped[str | None] = mapped_column(String(8))
@@ -152,7 +154,8 @@ class Drop(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-    host: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text, doc="Where the file was discovered")
+    parsed_by: Mapped[str | None] = mapped_column(Text, doc="Host of the worker that parsed it")
     status: Mapped[DropStatus] = mapped_column(
         Enum(DropStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
     )

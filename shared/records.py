@@ -74,14 +74,19 @@ class DropOutcome(BaseModel):
     article: ParsedArticle | None = None
     rejection: Rejection | None = None
     error: str | None = Field(default=None, description="A permanent failure: the drop ends `failed`.")
-    minhash: str | None = Field(default=None, description="Hex MinHash signature of the body (near-duplicates).")
+    shingles: str | None = Field(default=None, description="Base64 of the body's word 5-shingle set: sorted "
+                                 "unique 64-bit hashes, little-endian (see shared/similarity.py).")
+    minhash: str | None = Field(default=None, description="Base64 of the body's MinHash signature, 128 "
+                                "little-endian uint32.")
+    parsed_by: str | None = Field(default=None, description="Hostname of the worker that parsed the drop.")
 
 
 class DropLineage(BaseModel):
     path: str
     sha256: str | None
     discovered_at: datetime
-    host: str
+    host: str = Field(description="Where the file was discovered.")
+    parsed_by: str | None = Field(default=None, description="Host of the worker that parsed it.")
 
 
 class EntityMention(BaseModel):
@@ -132,6 +137,7 @@ class DropRecord(BaseModel):
     discovered_at: datetime
     finished_at: datetime | None
     host: str
+    parsed_by: str | None = None
 
 
 class EnrichInput(BaseModel):

@@ -1,7 +1,15 @@
-"""Near-duplicate arithmetic: word 5-shingles, exact Jaccard, MinHash signatures and LSH band keys.
+"""Near-duplicate arithmetic: word 5-shingles as sorted 64-bit hashes, exact Jaccard, MinHash, LSH band keys.
 
-Never change NUM_PERM, SEED, ROWS or the band hash once signatures are stored: every stored
-signature and band key would silently stop matching new ones (rebuild the index if you must).
+The worker turns a body into its *shingle set* once: every word 5-shingle (lowercase, punctuation
+removed) hashed to 64 bits, sorted and unique (`shingle_hashes`). That array is both what the
+MinHash is made from and the compact form storage keeps per article and compares candidates with
+(`jaccard` on two sorted arrays), so no stage tokenises a body twice. With 64-bit hashes two
+distinct shingles of a pair collide with probability about n² / 2⁶⁴ (n ≈ 1,000): never in practice.
+
+Never change NUM_PERM, SEED, ROWS, the word or shingle hash, or the band hash once signatures are
+stored: every stored signature and band key would silently stop matching new ones. Migration 0005
+recomputed them when this recipe replaced datasketch's SHA-1 per shingle string; another change
+needs the same (or `newsflow clusters rebuild` after clearing `articles.minhash`).
 
 Banding. A pair with Jaccard similarity J shares at least one of BANDS band keys with
 probability P(J) = 1 - (1 - J**ROWS) ** BANDS. datasketch's own optimum for threshold 0.8 and
@@ -33,27 +41,85 @@ SHINGLE_WORDS = 5
 assert BANDS * ROWS == NUM_PERM
 
 _WORD = re.compile(r"\w+")
+_SHINGLE_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial over a shingle's words is injective mod 2^64
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
+_LOW_32 = np.uint64(0xFFFFFFFF)
+_WORD_CACHE_MAX = 500_000  # words; a news vocabulary fits, and the cache is cleared past it (about 60 MB)
+_word_hashes: dict[str, int] = {}
+# datasketch's affine32 scheme: h -> a * fmix32(h) + b (mod 2^32), one (a, b) per permutation. The
+# signature below is computed with these parameters and datasketch's finaliser, and a unit test pins
+# it to MinHash.update_batch, so it is datasketch's MinHash with the shingle hashes as its hash values.
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32").permutations
 
 
-def shingles(text: str) -> set[str]:
-    """The set of word 5-shingles of a text, lowercased with punctuation removed."""
+def _word_hash(word: str) -> int:
+    value = _word_hashes.get(word)
+    if value is None:
+        if len(_word_hashes) >= _WORD_CACHE_MAX:
+            _word_hashes.clear()
+        value = _word_hashes[word] = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+    return value
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint64(30))
+    x = x * _MIX_1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _MIX_2
+    return x ^ (x >> np.uint64(31))
+
+
+def shingle_hashes(text: str) -> np.ndarray:
+    """The text's word 5-shingles (lowercase, punctuation removed) as sorted unique uint64 hashes.
+
+    A text of fewer than five words is one shingle of all its words; an empty text has none.
+    """
     words = _WORD.findall(text.casefold())
-    if len(words) < SHINGLE_WORDS:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)}
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    hashes = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
+    count = max(1, len(words) - SHINGLE_WORDS + 1)
+    combined = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64 is the point
+        for offset in range(min(SHINGLE_WORDS, len(words))):
+            combined = combined * _SHINGLE_MULTIPLIER + hashes[offset:offset + count]
+        return np.unique(_splitmix64(combined))
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    if not a and not b:
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two shingle sets given as sorted unique arrays."""
+    if a.size == 0 and b.size == 0:
         return 1.0
-    return len(a & b) / len(a | b)
+    common = np.intersect1d(a, b, assume_unique=True).size
+    return common / (a.size + b.size - common)
 
 
-def signature(shingle_set: set[str]) -> np.ndarray:
-    """MinHash signature: NUM_PERM uint32 values."""
-    minhash = MinHash(num_perm=NUM_PERM, seed=SEED)
-    minhash.update_batch([s.encode("utf-8") for s in sorted(shingle_set)])
-    return minhash.hashvalues.astype(np.uint32)
+def signature(shingles: np.ndarray) -> np.ndarray:
+    """MinHash signature of a shingle set: NUM_PERM uint32 values (all 2^32 - 1 for an empty set)."""
+    if shingles.size == 0:
+        return np.full(NUM_PERM, 2**32 - 1, dtype=np.uint32)
+    a, b = _PERMUTATIONS
+    values = _fmix32((shingles & _LOW_32).astype(np.uint32)).reshape(-1, 1)
+    with np.errstate(over="ignore"):
+        return (values * a + b).min(axis=0)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser, as datasketch applies it to every hash value (affine32 scheme)."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(0x85EBCA6B)
+        h = h ^ (h >> np.uint32(13))
+        h = h * np.uint32(0xC2B2AE35)
+        return h ^ (h >> np.uint32(16))
+
+
+def shingles_bytes(shingles: np.ndarray) -> bytes:
+    return shingles.astype("<u8").tobytes()
+
+
+def shingles_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<u8")
 
 
 def signature_bytes(sig: np.ndarray) -> bytes:
@@ -62,6 +128,12 @@ def signature_bytes(sig: np.ndarray) -> bytes:
 
 def signature_from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<u4")
+
+
+def sketch(text: str) -> tuple[bytes, bytes]:
+    """What the worker computes once per body: (shingle set, MinHash signature), as stored."""
+    shingles = shingle_hashes(text)
+    return shingles_bytes(shingles), signature_bytes(signature(shingles))
 
 
 def band_keys(sig: np.ndarray) -> list[int]:

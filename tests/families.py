@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,10 +18,22 @@ from pathlib import Path
 
 from services.worker.parsing import parse_drop
 from shared.records import ParsedArticle
-from shared.similarity import jaccard, shingles
 
 WIKINEWS = Path(__file__).parent / "data" / "wikinews"
 MIN_PARAGRAPHS = 8
+_WORD = re.compile(r"\w+")
+
+
+def shingles(text: str) -> set[str]:
+    """SPEC section 4's word 5-shingles as plain strings: the reference the hashed sets are checked against."""
+    words = _WORD.findall(text.casefold())
+    if len(words) < 5:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + 5]) for i in range(len(words) - 4)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 @dataclass(frozen=True)

@@ -8,99 +8,144 @@ Exact duplicates. The first drop of a text to be stored ends `stored`, later one
 (SPEC section 4). The article itself must not depend on that order (SPEC section 3.3), so its
 title, date and source come from its *primary* drop, the one with the smallest SHA-256 among
 all drops of that text: a later drop that sorts first takes that role over.
+
+Order of work. Everything per drop (decoding sketches, band keys, inserting articles, the drops'
+terminal states) happens before the index lock; the lock is taken last, and the advisory lock
+always before any committed article's row lock, so storage processes never deadlock on it.
+Each statement carries the whole batch in arrays (`unnest`), so a batch costs a fixed number of
+round trips and one cached statement text each.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from shared.clusters import NewArticle, index_articles, recluster
-from shared.models import Article, Drop
+from shared.clusters import NewArticle, index_articles, lock_index, recluster
 from shared.records import DropOutcome, DropStatus, EnrichInput
 from shared.settings import PIPELINE_VERSION
-from shared.similarity import shingles, signature, signature_bytes
+from shared.similarity import sketch
 
 log = logging.getLogger(__name__)
-DROPS = Drop.__table__  # Core table: executemany UPDATE ... WHERE id = :b_id
-METADATA_FIELDS = ("title", "published_on", "source", "source_raw", "dateline", "paragraphs", "body", "warnings",
-                   "encoding")
+
+LOCK_QUEUED = text("SELECT id, sha256 FROM drops WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued' "
+                   "ORDER BY id FOR UPDATE")
+# Each article is its own cluster from the start (cluster_id = its id), so the index only merges.
+INSERT_ARTICLES = text("""
+INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
+                      paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
+                      enrich_lease_expires_at)
+SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par, n.b, n.w, n.e, n.m, n.sh, n.ps, :version,
+       now() + make_interval(secs => :lease_s)
+FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
+      FROM unnest(CAST(:hashes AS varchar[]), CAST(:titles AS text[]), CAST(:dates AS date[]),
+                  CAST(:sources AS text[]), CAST(:sources_raw AS text[]), CAST(:datelines AS text[]),
+                  CAST(:paragraphs AS jsonb[]), CAST(:bodies AS text[]), CAST(:warnings AS jsonb[]),
+                  CAST(:encodings AS varchar[]), CAST(:minhashes AS bytea[]), CAST(:shingles AS bytea[]),
+                  CAST(:primaries AS varchar[])) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps)
+      ORDER BY u.h) n
+ON CONFLICT (content_hash) DO NOTHING
+RETURNING content_hash, id
+""")
+EXISTING_ARTICLES = text("SELECT content_hash, id FROM articles WHERE content_hash = ANY(CAST(:hashes AS varchar[]))")
+PRIMARIES = text("SELECT id, primary_sha256, published_on FROM articles WHERE id = ANY(CAST(:ids AS bigint[])) "
+                 "ORDER BY id FOR UPDATE")
+ADOPT_PRIMARY = text("""
+UPDATE articles SET title = :title, published_on = :published_on, source = :source, source_raw = :source_raw,
+       dateline = :dateline, paragraphs = CAST(:paragraphs AS jsonb), body = :body,
+       warnings = CAST(:warnings AS jsonb), encoding = :encoding, primary_sha256 = :primary_sha256
+WHERE id = :id
+""")
+FINISH_DROPS = text("""
+UPDATE drops d SET status = u.status, reason = u.reason, detail = u.detail, article_id = u.article_id,
+       parsed_by = u.parsed_by, finished_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
+            CAST(:details AS text[]), CAST(:article_ids AS bigint[]), CAST(:hosts AS text[]))
+     AS u(id, status, reason, detail, article_id, parsed_by)
+WHERE d.id = u.id
+""")
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    """One new article as the batch insert takes it, with its sketch decoded once."""
+
+    outcome: DropOutcome
+    primary_sha256: str
+    shingles: bytes
+    minhash: bytes
+
+    @classmethod
+    def of(cls, outcome: DropOutcome, primary_sha256: str) -> ArticleRow:
+        assert outcome.article is not None
+        if outcome.shingles and outcome.minhash:
+            shingles, minhash = base64.b64decode(outcome.shingles), base64.b64decode(outcome.minhash)
+        else:  # from a worker of an older version: compute it here, still before the lock
+            shingles, minhash = sketch(outcome.article.body)
+        return cls(outcome, primary_sha256, shingles, minhash)
+
+    def fields(self) -> dict[str, object]:
+        article = self.outcome.article
+        assert article is not None
+        return {"title": article.title, "published_on": article.published_on, "source": article.source,
+                "source_raw": article.source_raw, "dateline": article.dateline,
+                "paragraphs": json.dumps(article.paragraphs), "body": article.body,
+                "warnings": json.dumps([w.value for w in article.warnings]), "encoding": article.encoding,
+                "primary_sha256": self.primary_sha256}
 
 
 def lock_queued(session: Session, drop_ids: Sequence[int]) -> dict[int, str]:
     """The SHA-256 of each drop in the batch still `queued`, locked for this transaction."""
-    rows = session.execute(
-        select(Drop.id, Drop.sha256).where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED)
-        .order_by(Drop.id).with_for_update()
-    ).all()
-    return {row.id: row.sha256 or "" for row in rows}
+    return {row.id: row.sha256 or "" for row in session.execute(LOCK_QUEUED, {"ids": sorted(drop_ids)})}
 
 
-def minhash_of(outcome: DropOutcome) -> bytes:
-    assert outcome.article is not None
-    if outcome.minhash:
-        return bytes.fromhex(outcome.minhash)
-    return signature_bytes(signature(shingles(outcome.article.body)))  # from a worker of an older version
-
-
-def article_row(outcome: DropOutcome, drop_sha256: str, lease_s: float) -> dict[str, object]:
-    article = outcome.article
-    assert article is not None
-    return {
-        "content_hash": article.content_hash, "title": article.title, "published_on": article.published_on,
-        "source": article.source, "source_raw": article.source_raw, "dateline": article.dateline,
-        "paragraphs": article.paragraphs, "body": article.body, "warnings": [w.value for w in article.warnings],
-        "encoding": article.encoding, "pipeline_version": PIPELINE_VERSION, "minhash": minhash_of(outcome),
-        "primary_sha256": drop_sha256,
-        # Storage sends the article to the enrichers after commit; the lease covers that message.
-        "enrich_lease_expires_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
-    }
-
-
-def insert_articles(session: Session, rows: dict[str, dict[str, object]]) -> tuple[dict[str, int], set[str]]:
+def insert_articles(session: Session, rows: dict[str, ArticleRow], lease_s: float
+                    ) -> tuple[dict[str, int], set[str]]:
     """Article id per content hash, and the hashes this call inserted (the rest existed already)."""
     if not rows:
         return {}, set()
-    inserted = dict(session.execute(
-        insert(Article).values([rows[h] for h in sorted(rows)])
-        .on_conflict_do_nothing(index_elements=[Article.content_hash])
-        .returning(Article.content_hash, Article.id)
-    ).all())
-    missing = set(rows) - set(inserted)
-    existing = dict(session.execute(
-        select(Article.content_hash, Article.id).where(Article.content_hash.in_(missing))
-    ).all()) if missing else {}
+    fields = [rows[h].fields() for h in sorted(rows)]
+    params = {name: [f[key] for f in fields] for name, key in (
+        ("titles", "title"), ("dates", "published_on"), ("sources", "source"), ("sources_raw", "source_raw"),
+        ("datelines", "dateline"), ("paragraphs", "paragraphs"), ("bodies", "body"), ("warnings", "warnings"),
+        ("encodings", "encoding"), ("primaries", "primary_sha256"))}
+    inserted = dict(session.execute(INSERT_ARTICLES, params | {
+        "hashes": sorted(rows), "minhashes": [rows[h].minhash for h in sorted(rows)],
+        "shingles": [rows[h].shingles for h in sorted(rows)], "version": PIPELINE_VERSION, "lease_s": lease_s,
+    }).all())
+    missing = sorted(set(rows) - set(inserted))
+    existing = dict(session.execute(EXISTING_ARTICLES, {"hashes": missing}).all()) if missing else {}
     return inserted | existing, set(inserted)
 
 
-def adopt_primaries(session: Session, rows: dict[str, dict[str, object]], ids: dict[str, int]) -> None:
-    """Existing articles whose new drop sorts before their primary take that drop's metadata."""
+def adopt_primaries(session: Session, rows: dict[str, ArticleRow], ids: dict[str, int]) -> None:
+    """Existing articles whose new drop sorts before their primary take that drop's metadata (under the
+    index lock: a new date can change the cluster's canonical)."""
     if not rows:
         return
-    current = session.execute(
-        select(Article).where(Article.id.in_([ids[h] for h in rows])).order_by(Article.id).with_for_update()
-    ).scalars()
-    for article in current:
-        row = rows[article.content_hash]
-        if article.primary_sha256 is not None and row["primary_sha256"] >= article.primary_sha256:
+    by_id = {ids[h]: row for h, row in rows.items()}
+    redated = []
+    for article_id, primary, published_on in session.execute(PRIMARIES, {"ids": sorted(by_id)}):
+        row = by_id[article_id]
+        if primary is not None and row.primary_sha256 >= primary:
             continue
-        redate = article.published_on != row["published_on"]
-        for field in (*METADATA_FIELDS, "primary_sha256"):
-            setattr(article, field, row[field])
-        session.flush()
-        if redate and article.cluster_id is not None:
-            recluster(session, [article.id])  # the date picks the canonical
-        log.info("article takes the metadata of an earlier-sorting copy", extra={"article_id": article.id})
+        session.execute(ADOPT_PRIMARY, row.fields() | {"id": article_id})
+        if published_on != row.outcome.article.published_on:
+            redated.append(article_id)
+        log.info("article takes the metadata of an earlier-sorting copy", extra={"article_id": article_id})
+    recluster(session, redated)  # the date picks the canonical
 
 
 def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, int]) -> dict:
     """The terminal state one outcome gives its drop."""
-    base = {"b_id": outcome.drop_id, "reason": None, "detail": None, "article_id": None}
+    base = {"id": outcome.drop_id, "reason": None, "detail": None, "article_id": None, "parsed_by": outcome.parsed_by}
     if outcome.error is not None:
         return base | {"status": DropStatus.FAILED, "reason": "error", "detail": outcome.error}
     if outcome.rejection is not None or outcome.article is None:
@@ -114,32 +159,46 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
                    "detail": f"same text as article {article_id}"}
 
 
-def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float, lease_s: float = 300.0
+def finish_drops(session: Session, updates: list[dict]) -> None:
+    if updates:
+        session.execute(FINISH_DROPS, {
+            "ids": [u["id"] for u in updates], "statuses": [u["status"].value for u in updates],
+            "reasons": [u["reason"] for u in updates], "details": [u["detail"] for u in updates],
+            "article_ids": [u["article_id"] for u in updates], "hosts": [u["parsed_by"] for u in updates],
+        })
+    for row in updates:
+        log.info("drop %s", row["status"].value, extra={"drop_id": row["id"], "article_id": row["article_id"]})
+
+
+def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str, DropOutcome]:
+    """Per text, the batch's drop with the smallest SHA-256 (its metadata is the article's)."""
+    best: dict[str, DropOutcome] = {}
+    for outcome in todo:
+        if outcome.article is not None and outcome.error is None:
+            seen = best.get(outcome.article.content_hash)
+            if seen is None or shas[outcome.drop_id] < shas[seen.drop_id]:
+                best[outcome.article.content_hash] = outcome
+    return best
+
+
+def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float, lease_s: float
                    ) -> tuple[Counter[str], list[EnrichInput]]:
     """Write one batch; returns how many drops reached each state, and the new articles to enrich."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):
         log.info("skipped drops already terminal (redelivery)", extra={"skipped": len(outcomes) - len(todo)})
-    best: dict[str, DropOutcome] = {}  # per text, the batch's drop with the smallest SHA-256
-    for outcome in todo:
-        if outcome.article is not None and outcome.error is None:
-            seen = best.get(outcome.article.content_hash)
-            if seen is None or shas[outcome.drop_id] < shas[seen.drop_id]:
-                best[outcome.article.content_hash] = outcome
-    rows = {h: article_row(o, shas[o.drop_id], lease_s) for h, o in best.items()}
-    ids, new = insert_articles(session, rows)
-    adopt_primaries(session, {h: r for h, r in rows.items() if h not in new}, ids)
-    index_articles(session, [NewArticle(ids[h], best[h].article.body, rows[h]["minhash"]) for h in sorted(new)],
-                   threshold)
-    stored_by = {h: best[h].drop_id for h in new}
-    updates = [drop_update(o, ids, stored_by) for o in todo]
-    if updates:
-        session.execute(
-            update(DROPS).where(DROPS.c.id == bindparam("b_id")).values(finished_at=func.now()), updates
-        )
-    for row in updates:
-        log.info("drop %s", row["status"].value, extra={"drop_id": row["b_id"], "article_id": row["article_id"]})
+    best = best_per_text(todo, shas)
+    rows = {h: ArticleRow.of(o, shas[o.drop_id]) for h, o in best.items()}
+    ids, new = insert_articles(session, rows, lease_s)
+    updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
+    finish_drops(session, updates)
+    fresh = [NewArticle.of(ids[h], rows[h].shingles, rows[h].minhash) for h in sorted(new)]
+    existing = {h: r for h, r in rows.items() if h not in new}
+    if fresh or existing:
+        lock_index(session)  # held to the commit: from here on, only what must be serialised
+        adopt_primaries(session, existing, ids)
+        index_articles(session, fresh, threshold)
     to_enrich = [EnrichInput(article_id=ids[h], title=best[h].article.title, body=best[h].article.body)
                  for h in sorted(new)]
     return Counter(row["status"].value for row in updates), to_enrich

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import socket
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -11,7 +13,7 @@ from sqlalchemy.orm import Session
 from services.worker.parsing import parse_drop
 from shared.models import Blob, Drop
 from shared.records import DropOutcome, DropStatus, Rejection, RejectReason
-from shared.similarity import shingles, signature, signature_bytes
+from shared.similarity import sketch
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +29,24 @@ def load_queued(session: Session, drop_ids: Sequence[int]) -> list[tuple[int, by
     return [(row.id, row.data) for row in rows]
 
 
-def parse_one(drop_id: int, data: bytes | None, max_bytes: int) -> DropOutcome:
+def parse_one(drop_id: int, data: bytes | None, max_bytes: int, host: str) -> DropOutcome:
     if data is None:
         rejection = Rejection(reason=RejectReason.NOT_TEXT, detail="the drop's bytes are missing from the ledger")
-        return DropOutcome(drop_id=drop_id, rejection=rejection)
+        return DropOutcome(drop_id=drop_id, rejection=rejection, parsed_by=host)
     try:
         result = parse_drop(data, max_bytes=max_bytes)
     except Exception as e:  # a parser bug fails this drop, not its whole batch
         log.exception("parser failed", extra={"drop_id": drop_id})
-        return DropOutcome(drop_id=drop_id, error=f"parser error: {type(e).__name__}: {e}")
+        return DropOutcome(drop_id=drop_id, error=f"parser error: {type(e).__name__}: {e}", parsed_by=host)
     if isinstance(result, Rejection):
         log.info("drop rejected", extra={"drop_id": drop_id, "reason": result.reason.value})
-        return DropOutcome(drop_id=drop_id, rejection=result)
-    minhash = signature_bytes(signature(shingles(result.body))).hex()
-    return DropOutcome(drop_id=drop_id, article=result, minhash=minhash)
+        return DropOutcome(drop_id=drop_id, rejection=result, parsed_by=host)
+    shingles, minhash = sketch(result.body)  # here, once: storage compares these and never re-tokenises
+    return DropOutcome(drop_id=drop_id, article=result, shingles=base64.b64encode(shingles).decode(),
+                       minhash=base64.b64encode(minhash).decode(), parsed_by=host)
 
 
 def parse_batch(session: Session, drop_ids: Sequence[int], *, max_bytes: int) -> list[DropOutcome]:
-    return [parse_one(drop_id, data, max_bytes) for drop_id, data in load_queued(session, drop_ids)]
+    host = socket.gethostname()  # lineage: which machine parsed each drop
+    return [parse_one(drop_id, data, max_bytes, host) for drop_id, data in load_queued(session, drop_ids)]
 

@@ -53,7 +53,7 @@ def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path)
     for _ in range(3):  # the same message delivered three times
         with transaction(sessions) as session:
             store_outcomes(session, [DropOutcome.model_validate(o.model_dump(mode="json")) for o in outcomes],
-                           threshold=0.8)
+                           threshold=0.8, lease_s=60.0)
 
     with sessions() as session:
         articles = session.execute(select(Article)).scalars().all()
