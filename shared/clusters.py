@@ -25,40 +25,40 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.db import execute_batch
 from shared.similarity import band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
 
 log = logging.getLogger(__name__)
 
 CLUSTER_LOCK_KEY = 0x6E657773  # "news": pg_advisory_xact_lock key for the index and the clusters
 LOCKED_AT = "index_locked_at"  # session.info key: perf_counter() when this transaction took the lock
-# A batch has BANDS keys per article: arrays keep each statement one fixed, cached text (an IN list
-# or a multi-row VALUES of hundreds of rows costs more to build than to run).
-FIND_BUCKETS = text(
-    "SELECT b.band, b.bucket, b.article_id FROM lsh_buckets b "
-    "JOIN unnest(CAST(:bands AS smallint[]), CAST(:buckets AS bigint[])) AS k(band, bucket) "
+# Statements carry the whole batch in arrays, sent in binary (shared.db.execute_batch): one fixed,
+# cached text each, however many articles (an IN list or a multi-row VALUES of hundreds of rows costs
+# more to build than to run).
+FIND_CANDIDATES = (
+    "SELECT DISTINCT k.id, b.article_id FROM lsh_buckets b "
+    "JOIN unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[]) AS k(id, band, bucket) "
     "ON b.band = k.band AND b.bucket = k.bucket"
 )
-LOAD_SHINGLES = text("SELECT id, shingles FROM articles WHERE id = ANY(CAST(:ids AS bigint[]))")
-INSERT_BUCKETS = text(
+LOAD_SHINGLES = "SELECT id, shingles FROM articles WHERE id = ANY(%(ids)b::bigint[])"
+INSERT_BUCKETS = (
     "INSERT INTO lsh_buckets (band, bucket, article_id) "
-    "SELECT * FROM unnest(CAST(:bands AS smallint[]), CAST(:buckets AS bigint[]), CAST(:ids AS bigint[])) "
-    "ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest(%(bands)s::smallint[], %(buckets)s::bigint[], %(ids)s::bigint[])"
 )
-INSERT_LINKS = text(
+INSERT_LINKS = (
     "INSERT INTO article_links (article_id, other_id, similarity) "
-    "SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:others AS bigint[]), CAST(:scores AS float8[])) "
-    "ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest(%(ids)b::bigint[], %(others)b::bigint[], %(scores)b::float8[]) ON CONFLICT DO NOTHING"
 )
 # Two statements, not one with `cluster_id IN (subquery) OR id IN (...)`, which defeats the indexes
 # and reads every article (measured: 47 ms at 100k articles against 0.04 ms).
-CLUSTERS_OF = text("SELECT DISTINCT cluster_id FROM articles WHERE id = ANY(CAST(:ids AS bigint[]))")
-MEMBERS_OF = text(
+CLUSTERS_OF = "SELECT DISTINCT cluster_id FROM articles WHERE id = ANY(%(ids)b::bigint[])"
+MEMBERS_OF = (
     "SELECT id, cluster_id, is_canonical, published_on, content_hash FROM articles "
-    "WHERE cluster_id = ANY(CAST(:clusters AS bigint[])) ORDER BY id FOR UPDATE"
+    "WHERE cluster_id = ANY(%(clusters)b::bigint[]) ORDER BY id FOR UPDATE"
 )
-SET_CLUSTERS = text(
+SET_CLUSTERS = (
     "UPDATE articles a SET cluster_id = u.cluster_id, is_canonical = (u.id = u.cluster_id) "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:clusters AS bigint[])) AS u(id, cluster_id) WHERE a.id = u.id"
+    "FROM unnest(%(ids)b::bigint[], %(clusters)b::bigint[]) AS u(id, cluster_id) WHERE a.id = u.id"
 )
 
 
@@ -70,9 +70,20 @@ class NewArticle:
     shingles: np.ndarray
     keys: list[int]
 
-    @classmethod
-    def of(cls, article_id: int, shingles: bytes, minhash: bytes) -> NewArticle:
-        return cls(article_id, shingles_from_bytes(shingles), band_keys(signature_from_bytes(minhash)))
+
+def new_articles(sketches: Sequence[tuple[int, bytes, bytes]]) -> list[NewArticle]:
+    """NewArticles from (id, shingle set, signature) as stored, sorted by id; band keys for the batch at once."""
+    ordered = sorted(sketches)
+    if not ordered:
+        return []
+    keys = band_keys(signature_from_bytes(b"".join(m for _, _, m in ordered)).reshape(len(ordered), -1)).tolist()
+    return [NewArticle(i, shingles_from_bytes(s), k) for (i, s, _), k in zip(ordered, keys, strict=True)]
+
+
+def int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers: for int arrays, text is cheaper to build than binary (psycopg
+    packs a binary array element by element)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def lock_index(session: Session) -> None:
@@ -82,19 +93,23 @@ def lock_index(session: Session) -> None:
 
 
 def find_candidates(session: Session, articles: Sequence[NewArticle]) -> dict[int, set[int]]:
-    """LSH candidates of each new article: indexed articles sharing a band key, and new articles of
-    the same batch with a smaller id (so each new pair is looked at once). One query per batch."""
-    wanted = sorted({(band, key) for a in articles for band, key in enumerate(a.keys)})
-    holders: dict[tuple[int, int], set[int]] = defaultdict(set)
-    rows = session.execute(FIND_BUCKETS, {"bands": [b for b, _ in wanted], "buckets": [k for _, k in wanted]})
-    for band, bucket, article_id in rows:
-        holders[(band, bucket)].add(article_id)
-    found: dict[int, set[int]] = {}
-    for article in sorted(articles, key=lambda a: a.id):
-        pairs = list(enumerate(article.keys))
-        found[article.id] = set().union(*(holders[p] for p in pairs)) - {article.id}
-        for pair in pairs:
-            holders[pair].add(article.id)
+    """LSH candidates of each new article: indexed articles sharing a band key (one query per batch, each
+    pair once), and new articles of the same batch with a smaller id (so each pair is looked at once)."""
+    ordered = sorted(articles, key=lambda a: a.id)
+    rows = execute_batch(session, FIND_CANDIDATES, {
+        "ids": int_array(a.id for a in ordered for _ in a.keys),
+        "bands": int_array(band for a in ordered for band in range(len(a.keys))),
+        "buckets": int_array(key for a in ordered for key in a.keys)})
+    found: dict[int, set[int]] = {a.id: set() for a in ordered}
+    for article_id, candidate in rows:
+        found[article_id].add(candidate)
+    holders: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for article in ordered:
+        for band, key in enumerate(article.keys):
+            holders[(band, key)].append(article.id)
+    for ids in holders.values():  # ascending ids: each one's candidates are the ones before it
+        for i in range(1, len(ids)):
+            found[ids[i]].update(ids[:i])
     return found
 
 
@@ -105,11 +120,11 @@ def confirm(session: Session, articles: Sequence[NewArticle], found: dict[int, s
     sets = {a.id: a.shingles for a in articles}
     others = sorted(set().union(*found.values()) - set(sets)) if found else []
     if others:
-        for article_id, data in session.execute(LOAD_SHINGLES, {"ids": others}):
+        for article_id, data in execute_batch(session, LOAD_SHINGLES, {"ids": others}):
             sets[article_id] = shingles_from_bytes(data)
     links = {}
     for article_id, candidate_ids in found.items():
-        for other in candidate_ids:
+        for other in candidate_ids & sets.keys():  # a key of a deleted article names nothing
             score = jaccard(sets[article_id], sets[other])
             if score >= threshold:
                 links[(min(article_id, other), max(article_id, other))] = score
@@ -142,8 +157,8 @@ def recluster(session: Session, article_ids: Iterable[int], links: Iterable[tupl
     seeds = sorted(set(article_ids) | {a for pair in links for a in pair})
     if not seeds:
         return
-    clusters = session.execute(CLUSTERS_OF, {"ids": seeds}).scalars().all()
-    members = session.execute(MEMBERS_OF, {"clusters": sorted(clusters)}).all()
+    clusters = execute_batch(session, CLUSTERS_OF, {"ids": seeds}).scalars().all()
+    members = execute_batch(session, MEMBERS_OF, {"clusters": sorted(clusters)}).all()
     edges = [*links, *((m.id, m.cluster_id) for m in members)]
     by_id = {m.id: m for m in members}
     ids, canonicals = [], []
@@ -155,7 +170,7 @@ def recluster(session: Session, article_ids: Iterable[int], links: Iterable[tupl
         ids += changed
         canonicals += [canonical] * len(changed)
     if ids:
-        session.execute(SET_CLUSTERS, {"ids": ids, "clusters": canonicals})
+        execute_batch(session, SET_CLUSTERS, {"ids": ids, "clusters": canonicals})
 
 
 def index_articles(session: Session, articles: Sequence[NewArticle], threshold: float) -> dict[tuple[int, int], float]:
@@ -167,12 +182,14 @@ def index_articles(session: Session, articles: Sequence[NewArticle], threshold: 
         lock_index(session)
     links = confirm(session, articles, find_candidates(session, articles), threshold)
     rows = [(band, key, a.id) for a in sorted(articles, key=lambda a: a.id) for band, key in enumerate(a.keys)]
-    session.execute(INSERT_BUCKETS, {"bands": [r[0] for r in rows], "buckets": [r[1] for r in rows],
-                                     "ids": [r[2] for r in rows]})
+    execute_batch(session, INSERT_BUCKETS, {
+        "bands": int_array(r[0] for r in rows), "buckets": int_array(r[1] for r in rows),
+        "ids": int_array(r[2] for r in rows)})
     if links:
         ordered = sorted(links.items())
-        session.execute(INSERT_LINKS, {"ids": [a for (a, _), _ in ordered], "others": [b for (_, b), _ in ordered],
-                                       "scores": [s for _, s in ordered]})
+        execute_batch(session, INSERT_LINKS, {
+            "ids": [a for (a, _), _ in ordered], "others": [b for (_, b), _ in ordered],
+            "scores": [s for _, s in ordered]})
         recluster(session, [], links)
         log.info("near-duplicates linked", extra={"links": sorted(links)})
     return links
@@ -190,7 +207,7 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
         text("SELECT id, body, shingles, minhash FROM articles WHERE id > :last ORDER BY id LIMIT :n"),
         {"last": last_id, "n": page_size},
     ).all():
-        index_articles(session, [NewArticle.of(row.id, *ensure_sketch(session, row)) for row in page], threshold)
+        index_articles(session, new_articles([(row.id, *ensure_sketch(session, row)) for row in page]), threshold)
         done += len(page)
         last_id = page[-1].id
         log.info("clusters rebuilt so far", extra={"articles": done})

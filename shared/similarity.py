@@ -6,7 +6,7 @@ MinHash is made from and the compact form storage keeps per article and compares
 (`jaccard` on two sorted arrays), so no stage tokenises a body twice. With 64-bit hashes two
 distinct shingles of a pair collide with probability about n² / 2⁶⁴ (n ≈ 1,000): never in practice.
 
-Never change NUM_PERM, SEED, ROWS, the word or shingle hash, or the band hash once signatures are
+Never change NUM_PERM, SEED, ROWS, the word, shingle or band hash once signatures are
 stored: every stored signature and band key would silently stop matching new ones. Migration 0005
 recomputed them when this recipe replaced datasketch's SHA-1 per shingle string; another change
 needs the same (or `newsflow clusters rebuild` after clearing `articles.minhash`).
@@ -136,14 +136,15 @@ def sketch(text: str) -> tuple[bytes, bytes]:
     return shingles_bytes(shingles), signature_bytes(signature(shingles))
 
 
-def band_keys(sig: np.ndarray) -> list[int]:
-    """One signed 64-bit key per band (what PostgreSQL's bigint holds)."""
-    raw = sig.astype("<u4").tobytes()
-    width = ROWS * 4
-    return [
-        int.from_bytes(hashlib.blake2b(raw[i * width:(i + 1) * width], digest_size=8).digest(), "little", signed=True)
-        for i in range(BANDS)
-    ]
+def band_keys(sigs: np.ndarray) -> np.ndarray:
+    """Signed 64-bit band keys (what PostgreSQL's bigint holds): each band's ROWS values mixed into 64 bits.
+    Signatures of shape (NUM_PERM,) give (BANDS,); a batch of shape (n, NUM_PERM) gives (n, BANDS) at once."""
+    rows = sigs.astype(np.uint64).reshape(*sigs.shape[:-1], BANDS, ROWS)
+    keys = np.zeros(rows.shape[:-1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for row in range(ROWS):
+            keys = _splitmix64(keys * _SHINGLE_MULTIPLIER + rows[..., row])
+    return keys.view(np.int64)
 
 
 def candidate_probability(similarity: float) -> float:

@@ -25,52 +25,50 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from shared.clusters import NewArticle, index_articles, lock_index, recluster
+from shared.clusters import index_articles, lock_index, new_articles, recluster
+from shared.db import execute_batch
 from shared.records import DropOutcome, DropStatus, EnrichInput
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
 
 log = logging.getLogger(__name__)
 
-LOCK_QUEUED = text("SELECT id, sha256 FROM drops WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued' "
-                   "ORDER BY id FOR UPDATE")
+LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) AND status = 'queued' "
+               "ORDER BY id FOR UPDATE")
 # Each article is its own cluster from the start (cluster_id = its id), so the index only merges.
-INSERT_ARTICLES = text("""
+INSERT_ARTICLES = """
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
                       paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
                       enrich_lease_expires_at)
-SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par, n.b, n.w, n.e, n.m, n.sh, n.ps, :version,
-       now() + make_interval(secs => :lease_s)
+SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
+       %(version)s, now() + make_interval(secs => %(lease_s)s)
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
-      FROM unnest(CAST(:hashes AS varchar[]), CAST(:titles AS text[]), CAST(:dates AS date[]),
-                  CAST(:sources AS text[]), CAST(:sources_raw AS text[]), CAST(:datelines AS text[]),
-                  CAST(:paragraphs AS jsonb[]), CAST(:bodies AS text[]), CAST(:warnings AS jsonb[]),
-                  CAST(:encodings AS varchar[]), CAST(:minhashes AS bytea[]), CAST(:shingles AS bytea[]),
-                  CAST(:primaries AS varchar[])) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps)
+      FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
+                  %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
+                  %(warnings)b::text[], %(encodings)b::varchar[], %(minhashes)b::bytea[], %(shingles)b::bytea[],
+                  %(primaries)b::varchar[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps)
       ORDER BY u.h) n
 ON CONFLICT (content_hash) DO NOTHING
 RETURNING content_hash, id
-""")
-EXISTING_ARTICLES = text("SELECT content_hash, id FROM articles WHERE content_hash = ANY(CAST(:hashes AS varchar[]))")
-PRIMARIES = text("SELECT id, primary_sha256, published_on FROM articles WHERE id = ANY(CAST(:ids AS bigint[])) "
-                 "ORDER BY id FOR UPDATE")
-ADOPT_PRIMARY = text("""
-UPDATE articles SET title = :title, published_on = :published_on, source = :source, source_raw = :source_raw,
-       dateline = :dateline, paragraphs = CAST(:paragraphs AS jsonb), body = :body,
-       warnings = CAST(:warnings AS jsonb), encoding = :encoding, primary_sha256 = :primary_sha256
-WHERE id = :id
-""")
-FINISH_DROPS = text("""
+"""
+EXISTING_ARTICLES = "SELECT content_hash, id FROM articles WHERE content_hash = ANY(%(hashes)b::varchar[])"
+PRIMARIES = ("SELECT id, primary_sha256, published_on FROM articles WHERE id = ANY(%(ids)b::bigint[]) "
+             "ORDER BY id FOR UPDATE")
+ADOPT_PRIMARY = """
+UPDATE articles SET title = %(title)s, published_on = %(published_on)s, source = %(source)s,
+       source_raw = %(source_raw)s, dateline = %(dateline)s, paragraphs = %(paragraphs)s::jsonb, body = %(body)s,
+       warnings = %(warnings)s::jsonb, encoding = %(encoding)s, primary_sha256 = %(primary_sha256)s
+WHERE id = %(id)s
+"""
+FINISH_DROPS = """
 UPDATE drops d SET status = u.status, reason = u.reason, detail = u.detail, article_id = u.article_id,
        parsed_by = u.parsed_by, finished_at = now()
-FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[]),
-            CAST(:details AS text[]), CAST(:article_ids AS bigint[]), CAST(:hosts AS text[]))
-     AS u(id, status, reason, detail, article_id, parsed_by)
+FROM unnest(%(ids)b::bigint[], %(statuses)b::varchar[], %(reasons)b::varchar[], %(details)b::text[],
+            %(article_ids)b::bigint[], %(hosts)b::text[]) AS u(id, status, reason, detail, article_id, parsed_by)
 WHERE d.id = u.id
-""")
+"""
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ class ArticleRow:
 
 def lock_queued(session: Session, drop_ids: Sequence[int]) -> dict[int, str]:
     """The SHA-256 of each drop in the batch still `queued`, locked for this transaction."""
-    return {row.id: row.sha256 or "" for row in session.execute(LOCK_QUEUED, {"ids": sorted(drop_ids)})}
+    return {row.id: row.sha256 or "" for row in execute_batch(session, LOCK_QUEUED, {"ids": sorted(drop_ids)})}
 
 
 def insert_articles(session: Session, rows: dict[str, ArticleRow], lease_s: float
@@ -116,12 +114,12 @@ def insert_articles(session: Session, rows: dict[str, ArticleRow], lease_s: floa
         ("titles", "title"), ("dates", "published_on"), ("sources", "source"), ("sources_raw", "source_raw"),
         ("datelines", "dateline"), ("paragraphs", "paragraphs"), ("bodies", "body"), ("warnings", "warnings"),
         ("encodings", "encoding"), ("primaries", "primary_sha256"))}
-    inserted = dict(session.execute(INSERT_ARTICLES, params | {
+    inserted = dict(execute_batch(session, INSERT_ARTICLES, params | {
         "hashes": sorted(rows), "minhashes": [rows[h].minhash for h in sorted(rows)],
         "shingles": [rows[h].shingles for h in sorted(rows)], "version": PIPELINE_VERSION, "lease_s": lease_s,
     }).all())
     missing = sorted(set(rows) - set(inserted))
-    existing = dict(session.execute(EXISTING_ARTICLES, {"hashes": missing}).all()) if missing else {}
+    existing = dict(execute_batch(session, EXISTING_ARTICLES, {"hashes": missing}).all()) if missing else {}
     return inserted | existing, set(inserted)
 
 
@@ -132,11 +130,11 @@ def adopt_primaries(session: Session, rows: dict[str, ArticleRow], ids: dict[str
         return
     by_id = {ids[h]: row for h, row in rows.items()}
     redated = []
-    for article_id, primary, published_on in session.execute(PRIMARIES, {"ids": sorted(by_id)}):
+    for article_id, primary, published_on in execute_batch(session, PRIMARIES, {"ids": sorted(by_id)}):
         row = by_id[article_id]
         if primary is not None and row.primary_sha256 >= primary:
             continue
-        session.execute(ADOPT_PRIMARY, row.fields() | {"id": article_id})
+        execute_batch(session, ADOPT_PRIMARY, row.fields() | {"id": article_id})
         if published_on != row.outcome.article.published_on:
             redated.append(article_id)
         log.info("article takes the metadata of an earlier-sorting copy", extra={"article_id": article_id})
@@ -161,7 +159,7 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
 
 def finish_drops(session: Session, updates: list[dict]) -> None:
     if updates:
-        session.execute(FINISH_DROPS, {
+        execute_batch(session, FINISH_DROPS, {
             "ids": [u["id"] for u in updates], "statuses": [u["status"].value for u in updates],
             "reasons": [u["reason"] for u in updates], "details": [u["detail"] for u in updates],
             "article_ids": [u["article_id"] for u in updates], "hosts": [u["parsed_by"] for u in updates],
@@ -193,7 +191,7 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
     ids, new = insert_articles(session, rows, lease_s)
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
     finish_drops(session, updates)
-    fresh = [NewArticle.of(ids[h], rows[h].shingles, rows[h].minhash) for h in sorted(new)]
+    fresh = new_articles([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
     existing = {h: r for h, r in rows.items() if h not in new}
     if fresh or existing:
         lock_index(session)  # held to the commit: from here on, only what must be serialised

@@ -56,8 +56,10 @@ def fix_mojibake(text: str) -> str:
     """Repair UTF-8 that was once decoded as a single-byte codec (mojibake such as `â€™`)."""
     # Line by line, as ftfy.fix_text does, so one garbled line cannot sway the verdict on the
     # clean ones. fix_encoding runs only the encoding repairs: quotes stay curled, width and
-    # normal form stay as they are.
-    return "".join(ftfy.fix_encoding(line) for line in text.splitlines(keepends=True))
+    # normal form stay as they are. An ASCII line cannot hold mojibake, and most lines are ASCII.
+    if text.isascii():
+        return text
+    return "".join(line if line.isascii() else ftfy.fix_encoding(line) for line in text.splitlines(keepends=True))
 
 
 def _utf16_codec(data: bytes) -> str | None:

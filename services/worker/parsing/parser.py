@@ -9,7 +9,7 @@ from typing import NamedTuple
 from services.worker.parsing.boilerplate import is_boilerplate
 from services.worker.parsing.decode import decode_drop
 from services.worker.parsing.sources import display_source, is_credit_line
-from services.worker.parsing.text import content_hash, normalise_line, split_lines
+from services.worker.parsing.text import content_hash, normalise_visible_line, remove_invisible, split_lines
 from shared.records import ArticleWarning, ParsedArticle, Rejection, RejectReason
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
@@ -71,7 +71,7 @@ def parse_drop(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedArti
 
 def text_lines(text: str) -> list[str] | Rejection:
     """The normalised, non-empty, non-boilerplate lines of text, or an `empty` rejection."""
-    lines = [line for line in map(normalise_line, split_lines(text)) if line]
+    lines = [line for line in map(normalise_visible_line, split_lines(remove_invisible(text))) if line]
     if not lines:
         return Rejection(reason=RejectReason.EMPTY, detail="file is empty or holds only blank space")
     kept = [line for line in lines if not is_boilerplate(line)]

@@ -14,8 +14,6 @@ _LINE_END_RE = re.compile(r"\r\n|\r|\n")
 # nothing or as garbage. Tab and the line and page breaks are blanks, not controls here.
 # U+0085 (next line) is left to the blanks: it separates words.
 _INVISIBLE_RE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
-# `\s` is Unicode-aware: it covers tabs and the non-breaking U+00A0, U+202F and U+2007.
-_BLANKS_RE = re.compile(r"\s+")
 
 _LSQUO, _RSQUO = "\N{LEFT SINGLE QUOTATION MARK}", "\N{RIGHT SINGLE QUOTATION MARK}"
 _LDQUO, _RDQUO = "\N{LEFT DOUBLE QUOTATION MARK}", "\N{RIGHT DOUBLE QUOTATION MARK}"
@@ -33,14 +31,30 @@ def split_lines(text: str) -> list[str]:
     return _LINE_END_RE.split(text)
 
 
+def remove_invisible(text: str) -> str:
+    return _INVISIBLE_RE.sub("", text)
+
+
+def collapse_blanks(line: str) -> str:
+    """Every run of blanks as one space, the ends stripped. str.split() splits at what `\\s` matches,
+    Unicode-aware: tabs and the non-breaking U+00A0, U+202F and U+2007 too (and is several times faster)."""
+    return " ".join(line.split())
+
+
 def normalise_blanks(line: str) -> str:
     """Turn every run of blanks into one space, drop invisible characters, strip the ends."""
-    return _BLANKS_RE.sub(" ", _INVISIBLE_RE.sub("", line)).strip()
+    return collapse_blanks(remove_invisible(line))
 
 
 def normalise_line(line: str) -> str:
     """Normalise a line's blanks and render doubled single quotes as double quotes."""
-    line = normalise_blanks(line)
+    return normalise_visible_line(remove_invisible(line))
+
+
+def normalise_visible_line(line: str) -> str:
+    """normalise_line for a line whose invisible characters are gone (the parser removes them from the
+    whole text at once, not line by line)."""
+    line = collapse_blanks(line)
     for doubled, double in _DOUBLED_SINGLE_QUOTES:
         line = line.replace(doubled, double)
     return line
