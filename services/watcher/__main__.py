@@ -21,9 +21,15 @@ def main(argv: list[str] | None = None) -> None:
     runtime = service_runtime("watcher")
     settings = runtime.settings
     stop = threading.Event()
+    watcher = Watcher(runtime, args.drop or settings.drop_dirs)
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        watcher.handler.wake.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    Watcher(runtime, args.drop or settings.drop_dirs).run(stop)
+        signal.signal(sig, on_signal)
+    watcher.run(stop)
 
 
 if __name__ == "__main__":

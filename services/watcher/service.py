@@ -1,5 +1,11 @@
-"""The watcher loop: watchdog events plus periodic rescans feed the settle tracker; ready files are
-read, recorded in the ledger and enqueued in batches; expired leases are re-enqueued.
+"""The watcher loop: watchdog events and a walk of the drop folders (at start and every rescan interval) find
+files; complete ones are read, recorded in the ledger and enqueued, a transaction of up to TAKE_FILES at a
+time while the parse queue has room; expired leases are re-enqueued.
+
+Memory does not grow with a backlog: the walk is resumable and advances only while fewer than READY_CAP
+files wait to be taken (the rest wait on disk), a take holds at most TAKE_BYTES of file contents, and what
+was taken is kept as 8-byte fingerprints (known.py). The loop sleeps until the next event or deadline, so a
+file renamed in is taken as soon as its batch is full or has waited batch_wait_s.
 """
 
 from __future__ import annotations
@@ -11,175 +17,272 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
-from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
+from services.watcher.known import KnownFiles, fingerprint
+from services.watcher.pressure import ParseQueue
 from services.watcher.settle import SettleTracker
 from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
-from shared.intake import is_candidate, iter_candidates, read_file, register_reads
-from shared.ledger import dispatch, parse_backlog, reconcile
+from shared.intake import FileRead, candidate_stat, is_ignored_name, read_file, register_reads, scan_tree
+from shared.ledger import reconcile
 from shared.models import Drop
 from shared.records import DropStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 UNREACHABLE_PAUSE_S = 1.0
+TAKE_FILES = 500  # files read and recorded per transaction (each message still carries batch_size)
+TAKE_BYTES = 32 * 1024 * 1024  # file contents held per transaction, at most (one file over it goes alone)
+READY_CAP = 2000  # files waiting to be taken beyond which the walk waits
+EVENT_CAP = 10_000  # ...and beyond which events are dropped: the next walk finds those files on disk
+WALK_SLICE = 1000  # entries walked per turn of the loop, so events are served during a long walk
+# Events worth a look: created, written, closed after writing, attributes (touch), moved; not the opens
+# and closes of reading (the watcher's own reads would wake it).
+EVENTS = [FileCreatedEvent, DirCreatedEvent, FileMovedEvent, DirMovedEvent, FileModifiedEvent, FileClosedEvent]
 
 
 class EventQueue(FileSystemEventHandler):
-    """Hands watchdog's events (from its thread) to the watcher loop as (kind, path) pairs."""
+    """Hands watchdog's events (from its thread) to the watcher loop as (kind, path) pairs, and wakes it."""
 
     def __init__(self) -> None:
         self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self.wake = threading.Event()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if isinstance(event, DirCreatedEvent | DirMovedEvent):
-            self.events.put(("dir", os.fsdecode(getattr(event, "dest_path", "") or event.src_path)))
+            item = ("dir", os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
         elif event.event_type == "moved":
-            self.events.put(("renamed", os.fsdecode(event.dest_path)))
+            if not event.dest_path:
+                return  # moved out of the folders
+            item = ("renamed", os.fsdecode(event.dest_path))
         elif event.event_type in ("created", "modified", "closed"):
-            self.events.put(("seen", os.fsdecode(event.src_path)))
+            item = ("seen", os.fsdecode(event.src_path))
+        else:
+            return
+        if not is_ignored_name(os.path.basename(item[1])):
+            self.events.put(item)
+            self.wake.set()
+
+
+def make_observer() -> BaseObserver:
+    """inotify reports a file moved in from elsewhere as a move (complete), not as a creation (to settle)."""
+    if Observer.__name__ == "InotifyObserver":
+        return Observer(generate_full_events=True)  # type: ignore[call-arg]
+    return Observer()
 
 
 class Watcher:
     def __init__(self, runtime: Runtime, drop_dirs: list[Path]) -> None:
         self.runtime = runtime
-        self.roots = [d.absolute() for d in drop_dirs]
+        self.roots = [str(d.absolute()) for d in drop_dirs]
         self.settings = runtime.settings
         self.tracker = SettleTracker(self.settings.watcher.settle_s)
         self.handler = EventQueue()
-        self.known: dict[str, tuple[int | None, int | None]] = {}
-        self.batch: dict[str, None] = {}  # ready paths in arrival order
-        self.batch_started = 0.0
+        self.known = KnownFiles()
+        self.ready: dict[str, float] = {}  # complete paths to take, in arrival order: when each became ready
+        self.walks: deque[tuple[bool, Iterator[tuple[str, os.stat_result]]]] = deque()  # (whole folder?, walk)
+        self.parse_queue = ParseQueue(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
+                                      batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
         self.paused = False
+        self.next_rescan = self.next_settle = 0.0
 
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
+        query = (select(Drop.path, Drop.size, Drop.mtime_ns).distinct(Drop.path).order_by(Drop.path, Drop.id.desc())
+                 .execution_options(yield_per=20_000))
         with self.runtime.sessions() as session:
-            rows = session.execute(
-                select(Drop.path, Drop.size, Drop.mtime_ns).distinct(Drop.path).order_by(Drop.path, Drop.id.desc())
-            ).all()
-        self.known = {row.path: (row.size, row.mtime_ns) for row in rows}
+            self.known.update(fingerprint(row.path, row.size, row.mtime_ns) for row in session.execute(query))
         log.info("ledger loaded", extra={"known_paths": len(self.known)})
 
-    def root_of(self, path: Path) -> Path | None:
-        return next((r for r in self.roots if path.is_relative_to(r)), None)
+    def root_of(self, path: str) -> str | None:
+        return next((r for r in self.roots if path.startswith(r.rstrip(os.sep) + os.sep)), None)
 
-    def consider(self, path: Path, now: float, *, renamed: bool = False) -> None:
+    def admit(self, path: str, now: float) -> None:
+        if len(self.ready) < EVENT_CAP:
+            self.ready.setdefault(path, now)
+
+    def consider(self, path: str, now: float, *, renamed: bool = False) -> None:
+        """A path an event named: complete if renamed in, else to settle (again, if it was ready)."""
         root = self.root_of(path)
-        if root is None or not is_candidate(path, root):
+        stat = candidate_stat(path, root) if root else None
+        if stat is None:
+            self.tracker.forget(path)
             return
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            self.tracker.forget(str(path))
-            return
-        if self.known.get(str(path)) == (stat.st_size, stat.st_mtime_ns) or str(path) in self.batch:
+        if fingerprint(path, stat.st_size, stat.st_mtime_ns) in self.known:
             return
         if renamed:
-            self.tracker.mark_renamed_in(str(path))
-        else:
-            age_s = time.time() - stat.st_mtime_ns / 1e9
-            self.tracker.observe(str(path), stat.st_size, stat.st_mtime_ns, now, age_s=age_s)
+            self.tracker.mark_renamed_in(path)
+            return
+        age_s = time.time() - stat.st_mtime_ns / 1e9
+        if path in self.ready and age_s >= self.tracker.settle_s:
+            return  # a late event about a file still unchanged: it stays ready
+        self.ready.pop(path, None)  # written again since it was found complete: settle again
+        self.tracker.observe(path, stat.st_size, stat.st_mtime_ns, now, age_s=age_s)
 
-    def rescan(self, now: float, roots: list[Path] | None = None) -> None:
-        for root in roots or self.roots:
-            for path in iter_candidates(root):
-                self.consider(path, now)
+    def found(self, path: str, stat: os.stat_result, now: float, wall: float) -> None:
+        """A file the walk met: ready if unchanged for the settle interval, else to settle."""
+        if path in self.ready or fingerprint(path, stat.st_size, stat.st_mtime_ns) in self.known:
+            return
+        age_s = wall - stat.st_mtime_ns / 1e9
+        if age_s >= self.tracker.settle_s and path not in self.tracker.pending:
+            self.ready[path] = now
+        else:
+            self.tracker.observe(path, stat.st_size, stat.st_mtime_ns, now, age_s=age_s)
+
+    def walk(self, now: float) -> None:
+        """Advance the walk by up to WALK_SLICE entries, while fewer than READY_CAP files wait."""
+        wall, budget = time.time(), WALK_SLICE
+        while self.walks and len(self.ready) < READY_CAP:
+            for path, stat in self.walks[0][1]:
+                self.found(path, stat, now, wall)
+                budget -= 1
+                if budget <= 0 or len(self.ready) >= READY_CAP:
+                    return
+            self.walks.popleft()
 
     def drain_events(self, now: float) -> None:
         while True:
             try:
-                kind, raw = self.handler.events.get_nowait()
+                kind, path = self.handler.events.get_nowait()
             except queue.Empty:
                 return
-            if kind == "dir":
-                self.rescan(now, [Path(raw)])
-            else:
-                self.consider(Path(raw), now, renamed=kind == "renamed")
+            if kind != "dir":
+                self.consider(path, now, renamed=kind == "renamed")
+            elif root := self.root_of(path):
+                self.walks.append((False, scan_tree(root, path)))  # a folder created or moved in
 
     def check_pending(self, now: float) -> None:
-        for path in list(self.tracker.pending):
-            self.consider(Path(path), now)
-        ready = self.tracker.ready(now)
-        if ready and not self.batch:
-            self.batch_started = now
-        self.batch.update(dict.fromkeys(ready))
+        """Files renamed in, and (every poll interval) files being written that are due, are complete now."""
+        if now < self.next_settle:
+            done = self.tracker.ready_renamed()
+        else:
+            self.next_settle = now + self.settings.watcher.poll_interval_s
+            for path in self.tracker.due(now):  # look again: a change since restarts its clock
+                root = self.root_of(path)
+                stat = candidate_stat(path, root) if root else None
+                if stat is None:
+                    self.tracker.forget(path)
+                else:
+                    self.tracker.observe(path, stat.st_size, stat.st_mtime_ns, now)
+            done = self.tracker.ready(now)
+        for path in done:
+            self.admit(path, now)
 
-    def backlogged(self) -> bool:
-        """Back-pressure: True while the parse queue is deeper than the limit (files wait on disk)."""
-        excess = parse_backlog(self.runtime)
-        if bool(excess) != self.paused:
-            self.paused = bool(excess)
-            log.warning("%s taking files: the parse queue is %d messages over its limit of %d",
-                        "paused" if excess else "resumed", excess, self.settings.watcher.max_queue_depth)
-        return self.paused
+    def room(self) -> int:
+        """Files the parse queue has room for; logs when taking files pauses or resumes (back-pressure)."""
+        room, depth = self.parse_queue.room()
+        if (room == 0) != self.paused:
+            self.paused = room == 0
+            log.warning("%s taking files: the parse queue holds %d messages, its limit is %d",
+                        "paused" if self.paused else "resumed", depth, self.settings.watcher.max_queue_depth)
+        return room
 
     def flush(self, now: float, *, force: bool = False) -> None:
-        """Take ready files a message's worth at a time, while the parse queue has room."""
+        """Take ready files, a transaction at a time, while the parse queue has room; a partial batch waits
+        until it has waited batch_wait_s (not when `force`)."""
         pipeline = self.settings.pipeline
-        if not force and len(self.batch) < pipeline.batch_size and now - self.batch_started < pipeline.batch_wait_s:
-            return
-        while self.batch and (force or not self.backlogged()):
-            paths = list(itertools.islice(self.batch, pipeline.batch_size))
-            self.take(paths)
-            for path in paths:
-                del self.batch[path]
-        self.batch_started = now
+        while self.ready:
+            waited_s = now - next(iter(self.ready.values()))
+            if not force and len(self.ready) < pipeline.batch_size and waited_s < pipeline.batch_wait_s:
+                return
+            room = self.room()
+            if not room:
+                return
+            paths = list(itertools.islice(self.ready, min(room, TAKE_FILES)))
+            for path in paths[:self.take(paths)]:
+                del self.ready[path]
 
-    def take(self, paths: list[str]) -> None:
-        """Read, record and enqueue these files."""
+    def take(self, paths: list[str]) -> int:
+        """Read, record and enqueue the first of these files (as many as TAKE_BYTES allows); returns how many."""
         pipeline = self.settings.pipeline
-        reads = [read_file(Path(p), pipeline.max_bytes) for p in paths]
+        reads: list[FileRead] = []
+        held = 0
+        for path in paths:
+            if reads and held >= TAKE_BYTES:
+                break
+            reads.append(read_file(Path(path), pipeline.max_bytes))
+            held += len(reads[-1].data or b"")
         with transaction(self.runtime.sessions) as session:
             registered = register_reads(session, reads, host=self.host, lease_s=pipeline.lease_s,
                                         max_bytes=pipeline.max_bytes)
         for read in reads:
-            self.known[read.path] = (read.size, read.mtime_ns)
+            if not read.vanished:
+                self.known.add(fingerprint(read.path, read.size, read.mtime_ns))
         new = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
-        dispatch(self.runtime.celery, new, batch_size=pipeline.batch_size)
-        log.info("files taken", extra={"files": len(paths), "enqueued": len(new),
+        self.parse_queue.send(new)
+        log.info("files taken", extra={"files": len(reads), "enqueued": len(new),
                                        "known": sum(not r.is_new for r in registered)})
+        return len(reads)
 
     def run(self, stop: threading.Event) -> None:
         self.load_known()
-        observer = Observer()
+        observer = make_observer()
         for root in self.roots:
-            root.mkdir(parents=True, exist_ok=True)
-            observer.schedule(self.handler, str(root), recursive=True)
+            Path(root).mkdir(parents=True, exist_ok=True)
+            observer.schedule(self.handler, root, recursive=True, event_filter=EVENTS)
         observer.start()
-        log.info("watching", extra={"drop_dirs": [str(r) for r in self.roots]})
-        next_rescan = 0.0
+        log.info("watching", extra={"drop_dirs": self.roots})
         try:
             while not stop.is_set():
                 try:
-                    next_rescan = self.step(next_rescan)
+                    wait_s = self.step(time.monotonic())
                 except TransientError as e:  # the database or broker is away: keep the files, try again
                     log.warning("waiting for the database or broker: %s", e)
-                    stop.wait(UNREACHABLE_PAUSE_S)
-                stop.wait(self.settings.watcher.poll_interval_s)
+                    self.parse_queue.close()
+                    wait_s = UNREACHABLE_PAUSE_S
+                if wait_s > 0:
+                    self.handler.wake.wait(min(wait_s, UNREACHABLE_PAUSE_S))
+                self.handler.wake.clear()
             with transient_boundary():
                 self.flush(time.monotonic(), force=True)
         finally:
             observer.stop()
             observer.join()
+            self.parse_queue.close()
 
-    def step(self, next_rescan: float) -> float:
-        """One turn of the loop; returns when the next rescan is due."""
-        now = time.monotonic()
+    def step(self, now: float) -> float:
+        """One turn of the loop; returns how long to wait for an event before the next turn."""
         with transient_boundary():
-            if now >= next_rescan:
-                self.rescan(now)
+            if now >= self.next_rescan:
+                if not any(whole for whole, _ in self.walks):  # the last one is done
+                    self.walks.extend((True, scan_tree(root)) for root in self.roots)
                 reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
-                next_rescan = now + self.settings.watcher.rescan_interval_s
+                self.next_rescan = now + self.settings.watcher.rescan_interval_s
             self.drain_events(now)
             self.check_pending(now)
+            self.walk(now)
             self.flush(now)
-        return next_rescan
+        return self.wait_s(now)
+
+    def wait_s(self, now: float) -> float:
+        if not self.paused and (len(self.ready) >= self.settings.pipeline.batch_size
+                                or (self.walks and len(self.ready) < READY_CAP)):
+            return 0.0
+        if self.paused:
+            return self.settings.watcher.poll_interval_s
+        deadlines = [self.next_rescan]
+        if self.ready:
+            deadlines.append(next(iter(self.ready.values())) + self.settings.pipeline.batch_wait_s)
+        if self.tracker.pending:
+            deadlines.append(self.next_settle)
+        return max(0.0, min(deadlines) - now)

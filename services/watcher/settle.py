@@ -13,7 +13,11 @@ class Pending:
 
 
 class SettleTracker:
-    """Pure bookkeeping: callers feed observations with a clock reading and ask what is ready."""
+    """Pure bookkeeping: callers feed observations with a clock reading and ask what is ready.
+
+    Only files being written are tracked (files found complete, or renamed in, pass straight through),
+    so the work per check is proportional to the files in flight, not to the folder.
+    """
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
@@ -40,9 +44,21 @@ class SettleTracker:
         self.pending.pop(path, None)
         self.renamed_in.discard(path)
 
+    def due(self, now: float) -> list[str]:
+        """Pending paths unchanged for the settle interval as far as last seen: look at each again (observe,
+        or forget it if gone) before asking what is ready, so a change since is caught."""
+        return [p for p, s in self.pending.items() if now - s.stable_since >= self.settle_s]
+
     def ready(self, now: float) -> list[str]:
         """Paths complete now, removed from tracking."""
-        done = sorted(self.renamed_in | {p for p, s in self.pending.items() if now - s.stable_since >= self.settle_s})
+        return self._hand_out(self.renamed_in.union(self.due(now)))
+
+    def ready_renamed(self) -> list[str]:
+        """Only the paths renamed in (no look at the files being written): what can go between two checks."""
+        return self._hand_out(self.renamed_in)
+
+    def _hand_out(self, paths: set[str]) -> list[str]:
+        done = sorted(paths)
         for path in done:
             self.forget(path)
         return done
