@@ -17,8 +17,6 @@ import queue
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -38,10 +36,11 @@ from watchdog.observers.api import BaseObserver
 from services.watcher.known import KnownFiles, fingerprint
 from services.watcher.pressure import ParseQueue
 from services.watcher.settle import SettleTracker
+from services.watcher.walk import Walks
 from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
-from shared.intake import FileRead, candidate_stat, is_ignored_name, read_file, register_reads, scan_tree
+from shared.intake import FileRead, candidate_stat, is_ignored_name, read_file, register_reads
 from shared.ledger import reconcile
 from shared.models import Drop
 from shared.records import DropStatus
@@ -98,7 +97,7 @@ class Watcher:
         self.handler = EventQueue()
         self.known = KnownFiles()
         self.ready: dict[str, float] = {}  # complete paths to take, in arrival order: when each became ready
-        self.walks: deque[tuple[bool, Iterator[tuple[str, os.stat_result]]]] = deque()  # (whole folder?, walk)
+        self.walks = Walks(self.roots)
         self.parse_queue = ParseQueue(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
                                       batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
@@ -108,7 +107,7 @@ class Watcher:
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
         query = (select(Drop.path, Drop.size, Drop.mtime_ns).distinct(Drop.path).order_by(Drop.path, Drop.id.desc())
-                 .execution_options(yield_per=20_000))
+                 .execution_options(yield_per=2000))
         with self.runtime.sessions() as session:
             self.known.update(fingerprint(row.path, row.size, row.mtime_ns) for row in session.execute(query))
         log.info("ledger loaded", extra={"known_paths": len(self.known)})
@@ -138,26 +137,25 @@ class Watcher:
         self.ready.pop(path, None)  # written again since it was found complete: settle again
         self.tracker.observe(path, stat.st_size, stat.st_mtime_ns, now, age_s=age_s)
 
-    def found(self, path: str, stat: os.stat_result, now: float, wall: float) -> None:
-        """A file the walk met: ready if unchanged for the settle interval, else to settle."""
+    def found(self, path: str, stat: os.stat_result, now: float, wall: float) -> bool:
+        """A file the walk met: ready if unchanged for the settle interval, else to settle; False if known."""
         if path in self.ready or fingerprint(path, stat.st_size, stat.st_mtime_ns) in self.known:
-            return
+            return False
         age_s = wall - stat.st_mtime_ns / 1e9
         if age_s >= self.tracker.settle_s and path not in self.tracker.pending:
             self.ready[path] = now
         else:
             self.tracker.observe(path, stat.st_size, stat.st_mtime_ns, now, age_s=age_s)
+        return True
 
     def walk(self, now: float) -> None:
-        """Advance the walk by up to WALK_SLICE entries, while fewer than READY_CAP files wait."""
-        wall, budget = time.time(), WALK_SLICE
-        while self.walks and len(self.ready) < READY_CAP:
-            for path, stat in self.walks[0][1]:
-                self.found(path, stat, now, wall)
-                budget -= 1
-                if budget <= 0 or len(self.ready) >= READY_CAP:
-                    return
-            self.walks.popleft()
+        """Advance the walks by up to WALK_SLICE entries, while fewer than READY_CAP files wait."""
+        wall = time.time()
+        if len(self.ready) < READY_CAP:
+            for path, stat in self.walks.take(WALK_SLICE):
+                self.walks.new += self.found(path, stat, now, wall)
+                if len(self.ready) >= READY_CAP:
+                    break
 
     def drain_events(self, now: float) -> None:
         while True:
@@ -168,7 +166,7 @@ class Watcher:
             if kind != "dir":
                 self.consider(path, now, renamed=kind == "renamed")
             elif root := self.root_of(path):
-                self.walks.append((False, scan_tree(root, path)))  # a folder created or moved in
+                self.walks.add_folder(root, path)  # a folder created or moved in
 
     def check_pending(self, now: float) -> None:
         """Files renamed in, and (every poll interval) files being written that are due, are complete now."""
@@ -263,8 +261,7 @@ class Watcher:
         """One turn of the loop; returns how long to wait for an event before the next turn."""
         with transient_boundary():
             if now >= self.next_rescan:
-                if not any(whole for whole, _ in self.walks):  # the last one is done
-                    self.walks.extend((True, scan_tree(root)) for root in self.roots)
+                self.walks.start_whole()
                 reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s

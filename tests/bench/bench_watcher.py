@@ -3,25 +3,25 @@ renamed into a drop folder queryable within 1 s at the 95th percentile at half o
 
 Run: python tests/bench/bench_watcher.py [backlog|latency|all] [--files N] [--rate R] [--duration S] [--json]
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) and Redis at 127.0.0.1:6379 (db 12 is
-flushed). Every run gets a fresh database and a temporary folder, removed on the way out (Ctrl-C and
-SIGTERM too). Drop files are distinct versions of tests/data/wikinews/*.txt (one numbered paragraph
-added before the credit line).
+Servers as in watcher_rig.py (PostgreSQL 127.0.0.1:5432, Redis db 12); a fresh database and temporary
+folder per run, removed on the way out (Ctrl-C and SIGTERM too). Drop files are distinct versions of
+tests/data/wikinews/*.txt (a numbered paragraph added before the credit line).
 
-backlog: N files (default 100,000) are written, then `newsflow watcher` starts on the folder; the figure is
-files recorded in the ledger per second, from the watcher's start (process start, so imports, loading the
-ledger and the first walk count) and from its first drop row, to the last row. No worker runs: this is the
-watcher's own intake, so NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH is raised above N / batch_size for the run (with
-the default 500 messages it would pause, as it should, after 10,000 files until workers drain the queue).
-Every drop id is then checked to be in exactly one message on the parse queue. Memory: the watcher's peak
-RSS (sampled every 20 ms) against its RSS watching an empty folder.
+backlog: N files (default 100,000) are written, then `newsflow watcher` starts on the folder. Figure: files
+recorded in the ledger per second, from the watcher's start (process start: imports, loading the ledger and
+the walk count) and from its first drop row, to the last row. No worker runs, so this is the watcher's own
+intake: NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH is raised above N / batch_size for the run (at the default 500
+messages it pauses, as it should, after about 10,000 files until workers drain the queue). Every drop id is
+then checked to be in a message on the parse queue. Memory: the watcher's peak RSS (sampled every 20 ms)
+against its RSS watching an empty folder. Then a second watcher starts over the same folder and ledger
+(restart): it must take nothing; the time to load the ledger and walk the folder is printed.
 
-latency: worker (--concurrency 2), storage and watcher run with default settings. Unless --rate is given,
-capacity is measured first: a burst of files renamed in at once, from the first rename to the last drop
-finished; the rate is then half of it. Files are then written under a temporary name and renamed in at that
-steady rate for --duration seconds; the latency of a file is from the end of its rename to its drop ending
-`stored` or `duplicate`: as seen by a client polling the ledger every POLL_S (queryable, committed), and as
-its `finished_at` (the storing transaction's start). Both clocks are this machine's wall clock.
+latency: worker (--concurrency 2), storage and watcher with default settings. Unless --rate is given,
+capacity is measured first (a burst of files renamed in at once, first rename to last drop finished) and
+the rate is half of it. Files are then written under a temporary name and renamed in at that steady rate
+for --duration seconds; a file's latency runs from the end of its rename to its drop ending `stored` or
+`duplicate`, as seen by a client polling the ledger every POLL_S (committed, queryable), and as its
+`finished_at` (the storing transaction's start). Both are this machine's wall clock.
 """
 
 from __future__ import annotations
@@ -30,224 +30,123 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psutil
 import psycopg
 import redis
+from watcher_rig import (
+    BROKER_URL,
+    Corpus,
+    RssSampler,
+    bench_env,
+    database,
+    mib,
+    newsflow,
+    service,
+    wait_log,
+    wait_ready,
+)
 
-from shared.celery_app import create_celery
 from shared.queues import Queue
 
-WIKINEWS = Path(__file__).resolve().parents[1] / "data" / "wikinews"
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BROKER_URL = "redis://127.0.0.1:6379/12"
 BATCH_SIZE = 20  # the default NEWSFLOW_PIPELINE__BATCH_SIZE
-SETTLE_S = 2.0  # the default NEWSFLOW_WATCHER__SETTLE_S: older files are complete at the first walk
-READY_TIMEOUT_S = 60.0
+SETTLE_S = 2.0  # the default NEWSFLOW_WATCHER__SETTLE_S: older files are complete when the walk meets them
 TAKE_TIMEOUT_S = 900.0
-STOP_TIMEOUT_S = 30.0
-RSS_SAMPLE_S = 0.02
 IDLE_RSS_S = 3.0  # how long the watcher of an empty folder runs before its RSS is read
 POLL_S = 0.02
 Figures = dict[str, Any]
 
 
-def newsflow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
-
-
-@contextmanager
-def database(name: str) -> Iterator[str]:
-    """A fresh database, dropped (connections and all) on the way out."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        subprocess.run(newsflow("migrate"), env=bench_env(url), check=True, capture_output=True)
-        yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def bench_env(database_url: str, **settings: object) -> dict[str, str]:
-    extra = {f"NEWSFLOW_{key.upper()}": str(value) for key, value in settings.items()}
-    return {**os.environ, "NEWSFLOW_DATABASE_URL": database_url, "NEWSFLOW_BROKER_URL": BROKER_URL, **extra}
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the services' graceful stop), then SIGKILL if it does not end in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextmanager
-def service(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
-        try:
-            yield proc
-        finally:
-            stop(proc)
-
-
-def wait_log(proc: subprocess.Popen[bytes], log_path: Path, needle: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while needle not in log_path.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{log_path.name}: never logged {needle!r}:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.02)
-
-
-def wait_ready(names: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
-    """Ping the Celery nodes until every one answers."""
-    app, deadline = create_celery(BROKER_URL), time.monotonic() + READY_TIMEOUT_S
-    try:
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a service exited during start-up; see its log")
-            replies = app.control.ping(destination=names, timeout=0.5)
-            if {name for reply in replies for name in reply} >= set(names):
-                return
-        raise RuntimeError(f"services not ready after {READY_TIMEOUT_S:.0f} s: {names}")
-    finally:
-        app.close()
-
-
-class Corpus:
-    """Distinct drop files: wikinews article k mod 295 with a paragraph naming k added before the credit line."""
-
-    def __init__(self) -> None:
-        self.sources = []
-        for path in sorted(WIKINEWS.glob("*.txt")):
-            head, _, credit = path.read_bytes().rstrip(b"\n").rpartition(b"\n")
-            self.sources.append((head + b"\n", credit + b"\n"))
-
-    def data(self, k: int) -> bytes:
-        head, credit = self.sources[k % len(self.sources)]
-        return b"%sThis is version %d of the article, written for the watcher benchmark.\n%s" % (head, k, credit)
-
-    def write(self, folder: Path, ks: range) -> None:
-        for k in ks:
-            fd = os.open(folder / f"drop_{k:07d}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, self.data(k))
-            finally:
-                os.close(fd)
-
-
-class RssSampler(threading.Thread):
-    """The peak resident set size of the watcher, sampled every RSS_SAMPLE_S until stopped or it exits.
-
-    `newsflow watcher` imports the whole CLI, then replaces itself (exec, same pid) with the watcher
-    module: only the watcher is measured, from when its command line shows it.
-    """
-
-    def __init__(self, pid: int, module: str = "services.watcher") -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.module = module
-        self.peak = self.last = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        execed = False
-        while not self.done.wait(RSS_SAMPLE_S):
-            try:
-                execed = execed or self.module in self.process.cmdline()
-                if execed:
-                    self.last = self.process.memory_info().rss
-            except psutil.Error:
-                return
-            self.peak = max(self.peak, self.last)
-
-
-def mib(n: float) -> float:
-    return round(n / 2**20, 1)
+def flush_broker() -> None:
+    redis.Redis.from_url(BROKER_URL).flushdb()
 
 
 def idle_rss(env: dict[str, str], logs: Path) -> int:
     """The watcher's RSS after IDLE_RSS_S watching an empty folder (ledger loaded, first walk done)."""
     empty = logs / "empty"
     empty.mkdir(exist_ok=True)
-    log_path = logs / "watcher-empty.log"
-    with service(newsflow("watcher", "--drop", str(empty)), env, log_path) as proc:
-        wait_log(proc, log_path, "watching")
+    with service(newsflow("watcher", "--drop", str(empty)), env, logs / "watcher-empty.log") as proc:
+        wait_log(proc, logs / "watcher-empty.log", "walked the drop folders")
         time.sleep(IDLE_RSS_S)
         return psutil.Process(proc.pid).memory_info().rss
 
 
-def ledger_progress(conn: psycopg.Connection) -> tuple[int, float | None, float | None]:
+def ledger_progress(conn: psycopg.Connection) -> tuple[int, float, float]:
     row = conn.execute("SELECT count(*), extract(epoch FROM min(discovered_at)), "
                        "extract(epoch FROM max(discovered_at)) FROM drops").fetchone()
     assert row is not None
-    return int(row[0]), row[1] and float(row[1]), row[2] and float(row[2])
+    return int(row[0]), float(row[1] or 0), float(row[2] or 0)
 
 
 def queued_ids() -> list[int]:
-    """Every drop id in the messages waiting on the parse queue (kombu's Redis list, JSON bodies)."""
+    """Every drop id in the messages waiting on the parse queue (kombu's Redis list of JSON envelopes)."""
     ids: list[int] = []
     for raw in redis.Redis.from_url(BROKER_URL).lrange(Queue.PARSE.value, 0, -1):
         message = json.loads(raw)
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        _, kwargs, _ = json.loads(body)
-        ids += kwargs["drop_ids"]
+        ids += json.loads(body)[1]["drop_ids"]
     return ids
 
 
 def take_backlog(env: dict[str, str], folder: Path, files: int, logs: Path) -> Figures:
-    """Start the watcher on the backlog and wait until every file is in the ledger."""
+    """Start the watcher on the backlog, wait until every file is in the ledger; check the messages."""
     log_path = logs / "watcher-backlog.log"
     with psycopg.connect(env["NEWSFLOW_DATABASE_URL"], autocommit=True) as conn:
-        start = time.time()
+        start, deadline = time.time(), time.monotonic() + TAKE_TIMEOUT_S
         with service(newsflow("watcher", "--drop", str(folder)), env, log_path) as proc:
             sampler = RssSampler(proc.pid)
             sampler.start()
-            deadline = time.monotonic() + TAKE_TIMEOUT_S
             while (progress := ledger_progress(conn))[0] < files:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"watcher took {progress[0]} of {files} files; see {log_path}")
                 time.sleep(0.1)
-            seen_all = time.time()
             time.sleep(0.5)  # the last message is sent just after the last commit
-            cpu = psutil.Process(proc.pid).cpu_times()
-            sampler.done.set()
-            sampler.join()
-        rows = {r[0] for r in conn.execute("SELECT id FROM drops WHERE status = 'queued'")}
+            cpu = sum(psutil.Process(proc.pid).cpu_times()[:2])
+            sampler.stop()
+        queued = {r[0] for r in conn.execute("SELECT id FROM drops WHERE status = 'queued'")}
     count, first, last = progress
-    assert first is not None and last is not None
     ids = queued_ids()
-    if set(ids) != rows or len(rows) != files:
-        raise RuntimeError(f"{files} files: {len(rows)} queued drops, {len(set(ids))} distinct ids in messages "
-                           f"({len(set(ids) - rows)} unknown)")
+    if set(ids) != queued or len(queued) != files:
+        raise RuntimeError(f"{files} files: {len(queued)} queued drops, {len(set(ids))} distinct ids in messages "
+                           f"({len(set(ids) - queued)} unknown)")
     return {"files": count, "startup_s": round(first - start, 2), "last_row_s": round(last - start, 2),
-            "seen_all_s": round(seen_all - start, 2),
             "files_per_s_from_start": round(count / (last - start), 1),
             "files_per_s_from_first_row": round(count / max(last - first, 1e-9), 1),
-            "cpu_s": round(cpu.user + cpu.system, 2), "cpu_ms_per_1k_files": round(1e6 * (cpu.user + cpu.system)
-                                                                                    / count, 1),
+            "cpu_s": round(cpu, 2), "cpu_ms_per_1k_files": round(1e6 * cpu / count, 1),
             "peak_rss_mib": mib(sampler.peak), "end_rss_mib": mib(sampler.last),
-            "messages": redis.Redis.from_url(BROKER_URL).llen(Queue.PARSE.value), "resent": len(ids) - len(rows)}
+            "messages": redis.Redis.from_url(BROKER_URL).llen(Queue.PARSE.value), "resent": len(ids) - len(queued)}
+
+
+def restart(env: dict[str, str], folder: Path, files: int, logs: Path) -> Figures:
+    """A second watcher over the same folder and ledger: it loads the ledger, walks every file, takes none."""
+    log_path = logs / "watcher-restart.log"
+    start = time.time()
+    with service(newsflow("watcher", "--drop", str(folder)), env, log_path) as proc:
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+        line = wait_log(proc, log_path, "walked the drop folders", timeout_s=TAKE_TIMEOUT_S)
+        walked_s = time.time() - start
+        time.sleep(1.0)  # anything it would take, it takes now
+        sampler.stop()
+    with psycopg.connect(env["NEWSFLOW_DATABASE_URL"]) as conn:
+        new = ledger_progress(conn)[0] - files
+    walk = dict(re.findall(r"(\w+)=([\d.]+)", line))
+    return {"restart_walked_s": round(walked_s, 2), "restart_walk_s": float(walk["seconds"]),
+            "restart_walk_cpu_s": float(walk["cpu_s"]), "restart_new_drops": new,
+            "restart_peak_rss_mib": mib(sampler.peak)}
 
 
 def backlog_once(corpus: Corpus, files: int, run: int, logs: Path) -> Figures:
@@ -255,26 +154,27 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path) -> Figures:
     folder.mkdir()
     start = time.monotonic()
     corpus.write(folder, range(files))
-    written_s = time.monotonic() - start
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    written = time.monotonic()
+    flush_broker()
     depth = files // BATCH_SIZE + 1000
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_b{run}") as url:
             env = bench_env(url, watcher__max_queue_depth=depth)
             rss_empty = idle_rss(env, logs)
-            time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - start - written_s)))
+            time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
             figures = take_backlog(env, folder, files, logs)
+            flush_broker()
+            figures |= restart(env, folder, files, logs)
     finally:
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        flush_broker()
         shutil.rmtree(folder)
-    return figures | {"written_s": round(written_s, 2), "max_queue_depth": depth, "idle_rss_mib": mib(rss_empty),
-                      "rss_growth_mib": round(figures["peak_rss_mib"] - mib(rss_empty), 1)}
+    growth = round(figures["peak_rss_mib"] - mib(rss_empty), 1)
+    return figures | {"written_s": round(written - start, 2), "max_queue_depth": depth,
+                      "idle_rss_mib": mib(rss_empty), "rss_growth_mib": growth}
 
 
 def percentiles(values: list[float]) -> Figures:
     values = sorted(values)
-    if not values:
-        return {}
 
     def at(q: float) -> float:
         return round(values[min(len(values) - 1, int(q * len(values)))], 3)
@@ -309,36 +209,24 @@ class LedgerPoller(threading.Thread):
         except BaseException as e:
             self.error = e
 
-
-def rename_in(folder: Path, corpus: Corpus, k: int) -> tuple[str, float]:
-    """Write drop k under a temporary name and rename it in; returns its path and when the rename ended."""
-    path = folder / f"drop_{k:07d}.txt"
-    tmp = folder / f"drop_{k:07d}.txt.tmp"
-    tmp.write_bytes(corpus.data(k))
-    os.rename(tmp, path)
-    return str(path), time.time()
-
-
-def wait_seen(poller: LedgerPoller, paths: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while any(p not in poller.seen for p in paths):
-        if poller.error or time.monotonic() > deadline:
-            missing = sum(p not in poller.seen for p in paths)
-            raise RuntimeError(f"{missing} of {len(paths)} files never finished ({poller.error!r})")
-        time.sleep(0.1)
+    def wait_for(self, paths: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(p not in self.seen for p in paths):
+            if self.error or time.monotonic() > deadline:
+                missing = sum(p not in self.seen for p in paths)
+                raise RuntimeError(f"{missing} of {len(paths)} files never finished ({self.error!r})")
+            time.sleep(0.1)
 
 
-def capacity(folder: Path, corpus: Corpus, poller: LedgerPoller, burst: int, first_k: int) -> float:
+def capacity(folder: Path, corpus: Corpus, poller: LedgerPoller, burst: int) -> float:
     """Files/s end to end: `burst` files renamed in at once, first rename to last drop finished."""
-    for k in range(first_k, first_k + burst):
-        (folder / f"drop_{k:07d}.txt.tmp").write_bytes(corpus.data(k))
+    for k in range(burst):
+        (folder / (corpus.name(k) + ".tmp")).write_bytes(corpus.data(k))
     start = time.time()
-    paths = []
-    for k in range(first_k, first_k + burst):
-        path = folder / f"drop_{k:07d}.txt"
-        os.rename(folder / f"drop_{k:07d}.txt.tmp", path)
-        paths.append(str(path))
-    wait_seen(poller, paths, TAKE_TIMEOUT_S)
+    paths = [str(folder / corpus.name(k)) for k in range(burst)]
+    for k, path in enumerate(paths):
+        os.rename(folder / (corpus.name(k) + ".tmp"), path)
+    poller.wait_for(paths, TAKE_TIMEOUT_S)
     return burst / (max(poller.seen[p][1] for p in paths) - start)
 
 
@@ -347,13 +235,12 @@ def stream(folder: Path, corpus: Corpus, poller: LedgerPoller, rate: float, coun
     renamed: dict[str, float] = {}
     start = time.time() + 0.2
     for i in range(count):
-        delay = start + i / rate - time.time()
-        if delay > 0:
+        if (delay := start + i / rate - time.time()) > 0:
             time.sleep(delay)
-        path, at = rename_in(folder, corpus, first_k + i)
+        path, at = corpus.rename_in(folder, first_k + i)
         renamed[path] = at
     written_s = time.time() - start
-    wait_seen(poller, list(renamed), 120.0)
+    poller.wait_for(list(renamed), 120.0)
     return {"files": count, "written_s": round(written_s, 2), "achieved_rate": round(count / written_s, 1),
             "queryable": percentiles([poller.seen[p][0] - t for p, t in renamed.items()]),
             "finished_at": percentiles([poller.seen[p][1] - t for p, t in renamed.items()])}
@@ -362,9 +249,8 @@ def stream(folder: Path, corpus: Corpus, poller: LedgerPoller, rate: float, coun
 def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int, logs: Path) -> Figures:
     folder = logs / "latency"
     folder.mkdir()
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    tag = f"bench{os.getpid()}"
-    names = [f"worker-{tag}@lat", f"storage-{tag}@lat"]
+    flush_broker()
+    names = [f"worker-bench{os.getpid()}@lat", f"storage-bench{os.getpid()}@lat"]
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_lat") as url, ExitStack() as stack:
             env = bench_env(url)
@@ -374,36 +260,35 @@ def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int
             wait_ready(names, procs)
             watcher = stack.enter_context(service(newsflow("watcher", "--drop", str(folder)), env,
                                                   logs / "watcher-latency.log"))
-            wait_log(watcher, logs / "watcher-latency.log", "watching")
+            wait_log(watcher, logs / "watcher-latency.log", "walked the drop folders")
             poller = LedgerPoller(url)
             poller.start()
             stack.callback(poller.done.set)
-            measured = capacity(folder, corpus, poller, burst, 0) if rate is None else None
+            measured = capacity(folder, corpus, poller, burst) if rate is None else None
             use = rate or measured / 2  # type: ignore[operator]
             figures = stream(folder, corpus, poller, use, max(1, int(use * duration)), burst)
     finally:
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        flush_broker()
         shutil.rmtree(folder)
     return {"capacity_files_per_s": measured and round(measured, 1), "burst": burst if measured else None,
             "rate": round(use, 1), "rate_source": "given" if rate else "half the measured capacity"} | figures
 
 
-def format_backlog(runs: list[Figures]) -> list[str]:
-    lines = []
-    for i, r in enumerate(runs, 1):
-        lines += [
-            f"backlog run {i}: {r['files']} files (written in {r['written_s']:.1f} s), watcher alone, "
-            f"max_queue_depth raised to {r['max_queue_depth']} messages (no workers run: its own intake)",
-            f"  recorded in the ledger and enqueued: {r['files_per_s_from_start']:.0f} files/s from watcher "
-            f"start ({r['last_row_s']:.1f} s; first row after {r['startup_s']:.2f} s), "
-            f"{r['files_per_s_from_first_row']:.0f} files/s from the first row",
-            f"  {r['messages']} messages on the parse queue, every drop id in one ({r['resent']} sent again by the "
-            f"reconciler: lease_s ran out); watcher CPU "
-            f"{r['cpu_s']:.1f} s ({r['cpu_ms_per_1k_files']:.0f} ms per 1k files)",
-            f"  watcher RSS: {r['idle_rss_mib']:.1f} MiB watching an empty folder, peak {r['peak_rss_mib']:.1f} MiB "
-            f"with the backlog (+{r['rss_growth_mib']:.1f} MiB), {r['end_rss_mib']:.1f} MiB at the end",
-        ]
-    return lines
+def format_backlog(r: Figures) -> list[str]:
+    return [
+        f"backlog: {r['files']} files (written in {r['written_s']:.1f} s); the watcher alone, max_queue_depth "
+        f"raised to {r['max_queue_depth']} messages (no worker runs: its own intake)",
+        f"  recorded in the ledger and enqueued: {r['files_per_s_from_start']:.0f} files/s from watcher start "
+        f"({r['last_row_s']:.1f} s; first row after {r['startup_s']:.2f} s), "
+        f"{r['files_per_s_from_first_row']:.0f} files/s from the first row",
+        f"  {r['messages']} messages on the parse queue, every drop id in one ({r['resent']} sent again by the "
+        f"reconciler); watcher CPU {r['cpu_s']:.1f} s ({r['cpu_ms_per_1k_files']:.0f} ms per 1k files)",
+        f"  watcher RSS: {r['idle_rss_mib']:.1f} MiB watching an empty folder, peak {r['peak_rss_mib']:.1f} MiB "
+        f"with the backlog (+{r['rss_growth_mib']:.1f} MiB), {r['end_rss_mib']:.1f} MiB at the end",
+        f"  restart over the {r['files']} known files: ledger loaded and folder walked {r['restart_walked_s']:.2f} s "
+        f"after start (walk {r['restart_walk_s']:.2f} s, {r['restart_walk_cpu_s']:.2f} s CPU), "
+        f"{r['restart_new_drops']} new drops, peak RSS {r['restart_peak_rss_mib']:.1f} MiB",
+    ]
 
 
 def format_latency(r: Figures) -> list[str]:
@@ -447,9 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    lines = format_backlog(result.get("backlog", []))
-    lines += format_latency(result["latency"]) if "latency" in result else []
-    print("\n".join(lines))
+    lines = [line for run in result.get("backlog", []) for line in format_backlog(run)]
+    print("\n".join(lines + (format_latency(result["latency"]) if "latency" in result else [])))
 
 
 if __name__ == "__main__":

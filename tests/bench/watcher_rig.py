@@ -1,0 +1,167 @@
+"""Servers, service processes, drop files and memory sampling for bench_watcher.py.
+
+PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth): a fresh database per run, dropped on the way
+out. Redis at 127.0.0.1:6379, database 12 (other benches use 13 and 15), flushed before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from shared.celery_app import create_celery
+
+WIKINEWS = Path(__file__).resolve().parents[1] / "data" / "wikinews"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BROKER_URL = "redis://127.0.0.1:6379/12"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+RSS_SAMPLE_S = 0.02
+
+
+def newsflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def bench_env(database_url: str, **settings: object) -> dict[str, str]:
+    """The services' environment: these servers, and NEWSFLOW_<KEY> for each setting given (a__b nests)."""
+    extra = {f"NEWSFLOW_{key.upper()}": str(value) for key, value in settings.items()}
+    return {**os.environ, "NEWSFLOW_DATABASE_URL": database_url, "NEWSFLOW_BROKER_URL": BROKER_URL, **extra}
+
+
+@contextmanager
+def database(name: str) -> Iterator[str]:
+    """A fresh database at the latest schema, dropped (connections and all) on the way out."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        subprocess.run(newsflow("migrate"), env=bench_env(url), check=True, capture_output=True)
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the services' graceful stop), then SIGKILL if it does not end in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def service(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def wait_log(proc: subprocess.Popen[bytes], log_path: Path, needle: str, timeout_s: float = READY_TIMEOUT_S) -> str:
+    """Until the service logs a line with needle; returns that line."""
+    deadline = time.monotonic() + timeout_s
+    while not (lines := [line for line in log_path.read_text(errors="replace").splitlines() if needle in line]):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{log_path.name}: never logged {needle!r}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.02)
+    return lines[0]
+
+
+def wait_ready(names: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
+    """Ping the Celery nodes until every one answers."""
+    app, deadline = create_celery(BROKER_URL), time.monotonic() + READY_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a service exited during start-up; see its log")
+            replies = app.control.ping(destination=names, timeout=0.5)
+            if {name for reply in replies for name in reply} >= set(names):
+                return
+        raise RuntimeError(f"services not ready after {READY_TIMEOUT_S:.0f} s: {names}")
+    finally:
+        app.close()
+
+
+class Corpus:
+    """Distinct drop files: wikinews article k mod 295 with a paragraph naming k added before the credit line."""
+
+    def __init__(self) -> None:
+        self.sources = []
+        for path in sorted(WIKINEWS.glob("*.txt")):
+            head, _, credit = path.read_bytes().rstrip(b"\n").rpartition(b"\n")
+            self.sources.append((head + b"\n", credit + b"\n"))
+
+    def data(self, k: int) -> bytes:
+        head, credit = self.sources[k % len(self.sources)]
+        return b"%sThis is version %d of the article, written for the watcher benchmark.\n%s" % (head, k, credit)
+
+    @staticmethod
+    def name(k: int) -> str:
+        return f"drop_{k:07d}.txt"
+
+    def write(self, folder: Path, ks: range) -> None:
+        for k in ks:
+            fd = os.open(folder / self.name(k), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, self.data(k))
+            finally:
+                os.close(fd)
+
+    def rename_in(self, folder: Path, k: int) -> tuple[str, float]:
+        """Write drop k under a temporary name and rename it in; returns its path and when the rename ended."""
+        path, tmp = folder / self.name(k), folder / (self.name(k) + ".tmp")
+        tmp.write_bytes(self.data(k))
+        os.rename(tmp, path)
+        return str(path), time.time()
+
+
+class RssSampler(threading.Thread):
+    """The peak resident set size of the watcher, sampled every RSS_SAMPLE_S until stopped or it exits.
+
+    `newsflow watcher` imports the whole CLI, then replaces itself (exec, same pid) with the watcher
+    module: only the watcher is measured, from when its command line shows it.
+    """
+
+    def __init__(self, pid: int, module: str = "services.watcher") -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.module = module
+        self.peak = self.last = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        execed = False
+        while not self.done.wait(RSS_SAMPLE_S):
+            try:
+                execed = execed or self.module in self.process.cmdline()
+                if execed:
+                    self.last = self.process.memory_info().rss
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, self.last)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def mib(n: float) -> float:
+    return round(n / 2**20, 1)
