@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from shared.intake import is_candidate, iter_candidates, read_file
+from shared.intake import candidate_stat, is_candidate, iter_candidates, read_file, scan_tree
 from shared.records import RejectReason
 
 
@@ -50,3 +50,31 @@ def test_oversized_file_is_hashed_not_loaded(tmp_path: Path) -> None:
 def test_vanished_file_is_reported_not_raised(tmp_path: Path) -> None:
     read = read_file(tmp_path / "gone.txt", max_bytes=1024)
     assert read.vanished and read.sha256 is None
+
+
+def test_the_walk_takes_the_same_files_sorted_or_not_and_from_a_subfolder(tmp_path: Path) -> None:
+    root = tmp_path / "drops"
+    make_tree(root, tmp_path / "outside.txt")
+    (root / "sub" / "deeper").mkdir()
+    (root / "sub" / "deeper" / "c.txt").write_text("x")
+    (root / "linked-dir").symlink_to(root / "sub")  # a symlinked folder is not walked into
+    walked = [path for path, _ in scan_tree(str(root))]
+    by_walk = [str(p) for p in iter_candidates(root)]
+    assert sorted(walked) == sorted(by_walk)
+    assert by_walk == [str(root / n) for n in ("a.txt", "inside-link.txt", "név\nwith newline.txt", "sub/b.txt",
+                                                "sub/deeper/c.txt")]
+    assert sorted(p for p, _ in scan_tree(str(root), str(root / "sub"))) == [str(root / "sub/b.txt"),
+                                                                            str(root / "sub/deeper/c.txt")]
+    assert list(scan_tree(str(root), str(root / ".hidden-dir"))) == []
+
+
+def test_candidate_stat_is_one_lstat_for_a_plain_file(tmp_path: Path) -> None:
+    root = tmp_path / "drops"
+    make_tree(root, tmp_path / "outside.txt")
+    stat = candidate_stat(str(root / "a.txt"), str(root))
+    assert stat is not None and stat.st_size == (root / "a.txt").stat().st_size
+    link = candidate_stat(str(root / "inside-link.txt"), str(root))
+    assert link is not None and link.st_size == stat.st_size  # what the link leads to
+    for name in ("escape.txt", "x.tmp", ".hidden-dir/c.txt", "sub", "missing.txt"):
+        assert candidate_stat(str(root / name), str(root)) is None, name
+    assert candidate_stat(str(tmp_path / "outside.txt"), str(root)) is None

@@ -38,3 +38,22 @@ def test_forgotten_files_never_become_ready() -> None:
     tracker.observe("gone", size=1, mtime_ns=1, now=0.0)
     tracker.forget("gone")
     assert tracker.ready(10.0) == []
+
+
+def test_only_files_due_are_looked_at_again() -> None:
+    tracker = SettleTracker(settle_s=2.0)
+    tracker.observe("a", size=10, mtime_ns=1, now=100.0)
+    tracker.observe("b", size=10, mtime_ns=1, now=101.0)
+    assert tracker.due(102.5) == ["a"]
+    tracker.observe("a", size=11, mtime_ns=2, now=102.5)  # it changed since: the clock restarts
+    assert tracker.ready(103.0) == ["b"]
+    assert tracker.ready(104.5) == ["a"]
+
+
+def test_renamed_files_go_between_two_looks_at_the_files_being_written() -> None:
+    tracker = SettleTracker(settle_s=2.0)
+    tracker.observe("written", size=1, mtime_ns=1, now=0.0)
+    tracker.mark_renamed_in("renamed")
+    assert tracker.ready_renamed() == ["renamed"]
+    assert tracker.ready_renamed() == []
+    assert tracker.ready(5.0) == ["written"]
