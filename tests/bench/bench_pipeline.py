@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -33,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from common import (
     CpuMeter,
+    broker_clients,
     database,
     exit_on_sigterm,
     flush_broker,
@@ -71,6 +74,11 @@ class Config:
     enrichers: int  # enricher processes; 0: none runs, enrichment messages wait in the broker
 
     @property
+    def short(self) -> str:
+        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
+        return f"{workers} + enricher x{self.enrichers}" if self.enrichers else f"{workers}, no enricher"
+
+    @property
     def label(self) -> str:
         workers = f"{self.workers} worker process{'es' if self.workers > 1 else ''}"
         if not self.enrichers:
@@ -81,11 +89,15 @@ class Config:
 def run_baseline(script: str, corpus: Corpus, tag: str, ws: Path) -> Figures:
     """One run of a baseline script in its own process, on its own fresh database."""
     with database(f"newsflow_bench_{os.getpid()}_{tag}") as url, (ws / f"{tag}.log").open("wb") as log:
+        before, start = psutil.cpu_times(), time.monotonic()
         out = subprocess.run([sys.executable, str(BASELINES), script, str(corpus.folder), "--database-url", url,
                               "--json"], stdout=subprocess.PIPE, stderr=log, check=False, timeout=RUN_TIMEOUT_S)
+        after, wall_s = psutil.cpu_times(), time.monotonic() - start
     if out.returncode:
         raise RuntimeError(f"baseline {script} failed ({out.returncode}); see {ws / f'{tag}.log'}")
-    return json.loads(out.stdout)
+    busy_s = (sum(after) - after.idle - after.iowait) - (sum(before) - before.idle - before.iowait)
+    # the script's whole life (imports, model) is in wall_s: the machine's share, not this script's
+    return json.loads(out.stdout) | {"machine_busy_cores": round(busy_s / wall_s, 2)}
 
 
 def start_services(stack: ExitStack, config: Config, env: dict[str, str], tag: str, ws: Path
@@ -160,31 +172,47 @@ def cpu_groups(procs: dict[str, subprocess.Popen[bytes]], started: list[subproce
     return groups
 
 
+def ingest_fixed_cpu_s(env: dict[str, str], ws: Path) -> float:
+    """CPU seconds of `newsflow ingest` over an empty folder: its start-up, left out of CPU per file."""
+    empty = ws / "empty"
+    empty.mkdir(exist_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(newsflow("ingest", str(empty), "--wait", "--workers", "0", "--json"), env=env, check=True,
+                   capture_output=True, cwd=ws)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3)
+
+
 def run_pipeline(config: Config, corpus: Corpus, run: int, ws: Path) -> Figures:
     """One pipeline run: fresh database and broker, services started and idle, then ingest timed."""
-    flush_broker()
+    if others := flush_broker():
+        progress(f"  warning: other programs use Redis db 13 ({'; '.join(others)}): they may take this run's messages")
     tag, db = f"{config.key}-r{run + 1}", f"newsflow_bench_{os.getpid()}_{config.key}_{run + 1}"
     with database(db) as url, ExitStack() as stack:
         env = service_env(dict(os.environ), url, NEWSFLOW_LOG_JSON="true")
         subprocess.run(newsflow("migrate"), env=env, check=True, capture_output=True, cwd=ws)
         procs = start_services(stack, config, env, tag, ws)
-        ready_s = wait_ready([f"{stage}-bench{os.getpid()}@{tag}" for stage in procs], list(procs.values()))
-        idle_s = wait_idle(list(procs.values()))
+        names = [f"{stage}-bench{os.getpid()}@{tag}" for stage in procs]
+        figures: Figures = {"ready_s": round(wait_ready(names, list(procs.values())), 2),
+                            "idle_s": round(wait_idle(list(procs.values())), 2)}
         started: list[subprocess.Popen[bytes]] = []
         with CpuMeter(cpu_groups(procs, started, db)) as meter, psycopg.connect(url, autocommit=True) as conn:
             report = run_ingest(corpus.folder, env, tag, ws, list(procs.values()), started)
             if config.enrichers:
-                report["enrich_wait_s"] = round(wait_enriched(conn, list(procs.values())), 3)
+                figures["enrich_wait_s"] = round(wait_enriched(conn, list(procs.values())), 3)
         with psycopg.connect(url, autocommit=True) as conn:
-            if config.enrichers:
-                report["enrich_tail_s"] = round(enrichment_tail_s(conn), 3)
-            checks = pipeline_checks(conn, corpus)
-    elapsed_s = report["elapsed_s"] + report.get("enrich_tail_s", 0.0)
-    return {"files_per_s": round(corpus.drops / elapsed_s, 2), "elapsed_s": round(elapsed_s, 3),
-            "ingest_elapsed_s": report["elapsed_s"], "ingest_wall_s": report["ingest_wall_s"],
-            "enrich_wait_s": report.get("enrich_wait_s"), "ready_s": round(ready_s, 2), "idle_s": round(idle_s, 2),
-            "counts": report["counts"], "cpu_s": meter.seconds(), "window_s": round(meter.wall_s, 3),
-            "checks": checks, "storage": storage_stats(ws / f"{tag}-storage.log")}
+            tail_s = enrichment_tail_s(conn) if config.enrichers else 0.0
+            figures["checks"] = pipeline_checks(conn, corpus)
+        if others := broker_clients({p.pid for proc in procs.values() for p in tree(proc.pid)}):
+            figures["checks"]["deviations"].append(f"other programs on Redis db 13: {'; '.join(others)}")
+        figures["ingest_fixed_cpu_s"] = ingest_fixed_cpu_s(env, ws)
+    elapsed_s = report["elapsed_s"] + tail_s
+    return figures | {
+        "files_per_s": round(corpus.drops / elapsed_s, 2), "elapsed_s": round(elapsed_s, 3),
+        "ingest_elapsed_s": report["elapsed_s"], "ingest_wall_s": report["ingest_wall_s"], "counts": report["counts"],
+        "cpu_s": meter.seconds(), "window_s": round(meter.wall_s, 3),
+        "cpu_main_s": {stage: meter.by_pid(stage).get(proc.pid, 0.0) for stage, proc in procs.items()},
+        "storage": storage_stats(ws / f"{tag}-storage.log")}
 
 
 def progress(message: str) -> None:
@@ -217,7 +245,8 @@ def run_bench(args: argparse.Namespace, ws: Path) -> Figures:
             progress(f"  round {run + 1}/{args.repeat} {key:<11} {figures['files_per_s']:8.1f} files/s "
                      f"in {figures['elapsed_s']:7.2f} s")
     flush_broker()
-    return summarise(runs, {c.key: c.label for c in [*configs, enrich]}, corpus, enrich_corpus, args)
+    labels = {c.key: (c.label, c.short) for c in [*configs, enrich]}
+    return summarise(runs, labels, corpus, enrich_corpus, args)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -230,7 +259,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-enrichment", action="store_true", help="skip the enrichment baseline and runs")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="corpus seed")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
-    parser.add_argument("--logs", type=Path, help="keep the services' logs (and the corpus) in this new folder")
+    parser.add_argument("--logs", type=Path,
+                        help="keep the services' logs, the corpus and figures.json in this new folder")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {QUICK_DROPS} drops, one round, 2 worker processes")
     args = parser.parse_args(argv)
@@ -247,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.monotonic()
     with workspace(args.logs, "newsflow-bench-") as ws:
         result = run_bench(args, ws)
-    result["bench_wall_s"] = round(time.monotonic() - start, 1)
+        result["bench_wall_s"] = round(time.monotonic() - start, 1)
+        (ws / "figures.json").write_text(json.dumps(result, indent=2))  # kept with the logs when --logs is given
     print(json.dumps(result, indent=2) if args.json else format_report(result))
 
 

@@ -7,6 +7,7 @@ Servers: the machine's PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -50,8 +51,40 @@ def database(name: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def flush_broker() -> None:
-    redis.Redis.from_url(BROKER_URL).flushdb()
+SENTINEL_KEY = "newsflow-bench:owner"
+
+
+def flush_broker() -> list[str]:
+    """Empty the benchmark's Redis database and mark it as ours; returns the other programs connected to it
+    (one using the same database would take or flush this run's messages)."""
+    others = broker_clients(set())
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()
+    broker.set(SENTINEL_KEY, str(os.getpid()))
+    return others
+
+
+def broker_clients(own_pids: set[int]) -> list[str]:
+    """Programs other than this one and own_pids connected to the benchmark's Redis database ("pid command")."""
+    broker = redis.Redis.from_url(BROKER_URL)
+    number = str(broker.connection_pool.connection_kwargs.get("db", 0))
+    ports = {int(c["addr"].rsplit(":", 1)[1]) for c in broker.client_list() if str(c.get("db")) == number}
+    try:
+        pids = {c.pid for c in psutil.net_connections("tcp") if c.pid and c.laddr and c.laddr.port in ports}
+    except psutil.AccessDenied:  # not root: say how many, not who
+        return [f"{len(ports) - 1} connection(s)"] if len(ports) > 1 else []
+    found = []
+    for pid in sorted(pids - own_pids - {os.getpid()}):
+        try:
+            found.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:100]}")
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def broker_intact() -> bool:
+    """Whether the mark flush_broker() set is still there (nobody flushed the database meanwhile)."""
+    return redis.Redis.from_url(BROKER_URL).get(SENTINEL_KEY) == str(os.getpid()).encode()
 
 
 def service_env(base: dict[str, str], database_url: str, **extra: str) -> dict[str, str]:
@@ -199,9 +232,13 @@ class CpuMeter:
         self._machine.append(psutil.cpu_times())
         self.wall_s = time.time() - self.started_at
 
+    def by_pid(self, group: str) -> dict[int, float]:
+        """CPU seconds of each process of a group during the window."""
+        return {pid: round(self.last[group][pid] - self.first[group][pid], 3) for pid in self.last[group]}
+
     def seconds(self) -> dict[str, float]:
         """CPU seconds per group, plus 'machine': every process on the machine (busy time of all cores)."""
-        used = {g: round(sum(self.last[g][pid] - self.first[g][pid] for pid in self.last[g]), 3) for g in self.groups}
+        used = {g: round(sum(self.by_pid(g).values()), 3) for g in self.groups}
         before, after = self._machine
         busy = (sum(after) - after.idle - getattr(after, "iowait", 0.0)) - (
             sum(before) - before.idle - getattr(before, "iowait", 0.0))
