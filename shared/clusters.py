@@ -7,9 +7,9 @@ of the two shingle sets), the final clusters do not depend on the order articles
 
 The lock is the one thing every storage process shares, so nothing per-article that can be done
 before it is done under it: the worker made the shingle set and the signature, storage derives
-the band keys before it locks, and under the lock there are a fixed number of statements per
-batch (look up, load the candidates' shingle sets, insert keys and links, merge clusters) and a
-numpy intersection per candidate pair.
+the band keys and the statement's arrays before it locks, and under the lock there are a fixed
+number of statements per batch (look up and insert the keys, load the candidates' shingle sets,
+insert links, merge clusters) and a numpy intersection per candidate pair.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.db import execute_batch
-from shared.similarity import band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
+from shared.similarity import BANDS, band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,15 @@ LOCKED_AT = "index_locked_at"  # session.info key: perf_counter() when this tran
 # Statements carry the whole batch in arrays, sent in binary (shared.db.execute_batch): one fixed,
 # cached text each, however many articles (an IN list or a multi-row VALUES of hundreds of rows costs
 # more to build than to run).
-FIND_CANDIDATES = (
-    "SELECT DISTINCT k.id, b.article_id FROM lsh_buckets b "
-    "JOIN unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[]) AS k(id, band, bucket) "
-    "ON b.band = k.band AND b.bucket = k.bucket"
+# Look up and insert the batch's band keys in one statement: the CTE's insert is not visible to the
+# lookup (one snapshot), so new articles of the same batch are paired in Python, before the lock.
+FIND_AND_INSERT_KEYS = (
+    "WITH k AS (SELECT * FROM unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[]) "
+    "AS k(id, band, bucket)), "
+    "added AS (INSERT INTO lsh_buckets (band, bucket, article_id) SELECT band, bucket, id FROM k) "
+    "SELECT DISTINCT k.id, b.article_id FROM k JOIN lsh_buckets b ON b.band = k.band AND b.bucket = k.bucket"
 )
 LOAD_SHINGLES = "SELECT id, shingles FROM articles WHERE id = ANY(%(ids)b::bigint[])"
-INSERT_BUCKETS = (
-    "INSERT INTO lsh_buckets (band, bucket, article_id) "
-    "SELECT * FROM unnest(%(bands)s::smallint[], %(buckets)s::bigint[], %(ids)s::bigint[])"
-)
 INSERT_LINKS = (
     "INSERT INTO article_links (article_id, other_id, similarity) "
     "SELECT * FROM unnest(%(ids)b::bigint[], %(others)b::bigint[], %(scores)b::float8[]) ON CONFLICT DO NOTHING"
@@ -63,21 +62,39 @@ SET_CLUSTERS = (
 
 
 @dataclass(frozen=True)
-class NewArticle:
-    """A stored article as the index needs it: its shingle set and band keys, computed before the lock."""
+class IndexBatch:
+    """New articles as the index takes them, everything per article prepared before the lock: shingle
+    sets, band keys (for the whole batch at once), the statement's arrays, and the pairs within the batch."""
 
-    id: int
-    shingles: np.ndarray
-    keys: list[int]
+    ids: list[int]
+    shingles: dict[int, np.ndarray]
+    key_arrays: dict[str, str]
+    pairs_within: dict[int, set[int]]
+
+    @classmethod
+    def of(cls, sketches: Sequence[tuple[int, bytes, bytes]]) -> IndexBatch:
+        """From (article id, shingle set, signature) as stored."""
+        ordered = sorted(sketches)
+        ids = [i for i, _, _ in ordered]
+        keys = band_keys(signature_from_bytes(b"".join(m for _, _, m in ordered)).reshape(len(ordered), -1)
+                         ) if ordered else np.empty((0, BANDS), dtype=np.int64)
+        arrays = {"ids": int_array(np.repeat(ids, BANDS).tolist()),
+                  "bands": int_array(np.tile(np.arange(BANDS), len(ids)).tolist()),
+                  "buckets": int_array(keys.ravel().tolist())}
+        return cls(ids, {i: shingles_from_bytes(s) for i, s, _ in ordered}, arrays, pairs_within(ids, keys))
 
 
-def new_articles(sketches: Sequence[tuple[int, bytes, bytes]]) -> list[NewArticle]:
-    """NewArticles from (id, shingle set, signature) as stored, sorted by id; band keys for the batch at once."""
-    ordered = sorted(sketches)
-    if not ordered:
-        return []
-    keys = band_keys(signature_from_bytes(b"".join(m for _, _, m in ordered)).reshape(len(ordered), -1)).tolist()
-    return [NewArticle(i, shingles_from_bytes(s), k) for (i, s, _), k in zip(ordered, keys, strict=True)]
+def pairs_within(ids: list[int], keys: np.ndarray) -> dict[int, set[int]]:
+    """For each article, the articles of the same batch with a smaller id sharing a band key with it."""
+    holders: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for article_id, row in zip(ids, keys.tolist(), strict=True):  # ascending ids
+        for band, key in enumerate(row):
+            holders[(band, key)].append(article_id)
+    found: dict[int, set[int]] = {i: set() for i in ids}
+    for holder_ids in holders.values():
+        for i in range(1, len(holder_ids)):
+            found[holder_ids[i]].update(holder_ids[:i])
+    return found
 
 
 def int_array(values: Iterable[int]) -> str:
@@ -92,32 +109,20 @@ def lock_index(session: Session) -> None:
     session.info[LOCKED_AT] = time.perf_counter()
 
 
-def find_candidates(session: Session, articles: Sequence[NewArticle]) -> dict[int, set[int]]:
-    """LSH candidates of each new article: indexed articles sharing a band key (one query per batch, each
-    pair once), and new articles of the same batch with a smaller id (so each pair is looked at once)."""
-    ordered = sorted(articles, key=lambda a: a.id)
-    rows = execute_batch(session, FIND_CANDIDATES, {
-        "ids": int_array(a.id for a in ordered for _ in a.keys),
-        "bands": int_array(band for a in ordered for band in range(len(a.keys))),
-        "buckets": int_array(key for a in ordered for key in a.keys)})
-    found: dict[int, set[int]] = {a.id: set() for a in ordered}
-    for article_id, candidate in rows:
+def find_and_insert_keys(session: Session, batch: IndexBatch) -> dict[int, set[int]]:
+    """Add the batch's band keys to the index; returns each new article's candidates: indexed articles
+    sharing a key with it (each pair once), and new articles of the batch with a smaller id."""
+    found = {i: set(pairs) for i, pairs in batch.pairs_within.items()}
+    for article_id, candidate in execute_batch(session, FIND_AND_INSERT_KEYS, batch.key_arrays):
         found[article_id].add(candidate)
-    holders: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for article in ordered:
-        for band, key in enumerate(article.keys):
-            holders[(band, key)].append(article.id)
-    for ids in holders.values():  # ascending ids: each one's candidates are the ones before it
-        for i in range(1, len(ids)):
-            found[ids[i]].update(ids[:i])
     return found
 
 
-def confirm(session: Session, articles: Sequence[NewArticle], found: dict[int, set[int]], threshold: float
+def confirm(session: Session, batch: IndexBatch, found: dict[int, set[int]], threshold: float
             ) -> dict[tuple[int, int], float]:
     """Exact Jaccard of every candidate pair, from stored shingle sets: the links (low id, high id) at or
     above the threshold."""
-    sets = {a.id: a.shingles for a in articles}
+    sets = dict(batch.shingles)
     others = sorted(set().union(*found.values()) - set(sets)) if found else []
     if others:
         for article_id, data in execute_batch(session, LOAD_SHINGLES, {"ids": others}):
@@ -173,18 +178,14 @@ def recluster(session: Session, article_ids: Iterable[int], links: Iterable[tupl
         execute_batch(session, SET_CLUSTERS, {"ids": ids, "clusters": canonicals})
 
 
-def index_articles(session: Session, articles: Sequence[NewArticle], threshold: float) -> dict[tuple[int, int], float]:
+def index_articles(session: Session, batch: IndexBatch, threshold: float) -> dict[tuple[int, int], float]:
     """Add newly stored articles (each already its own cluster) to the index, link confirmed
     near-duplicates, merge their clusters. Takes the index lock if the transaction does not hold it."""
-    if not articles:
+    if not batch.ids:
         return {}
     if LOCKED_AT not in session.info:
         lock_index(session)
-    links = confirm(session, articles, find_candidates(session, articles), threshold)
-    rows = [(band, key, a.id) for a in sorted(articles, key=lambda a: a.id) for band, key in enumerate(a.keys)]
-    execute_batch(session, INSERT_BUCKETS, {
-        "bands": int_array(r[0] for r in rows), "buckets": int_array(r[1] for r in rows),
-        "ids": int_array(r[2] for r in rows)})
+    links = confirm(session, batch, find_and_insert_keys(session, batch), threshold)
     if links:
         ordered = sorted(links.items())
         execute_batch(session, INSERT_LINKS, {
@@ -207,7 +208,7 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
         text("SELECT id, body, shingles, minhash FROM articles WHERE id > :last ORDER BY id LIMIT :n"),
         {"last": last_id, "n": page_size},
     ).all():
-        index_articles(session, new_articles([(row.id, *ensure_sketch(session, row)) for row in page]), threshold)
+        index_articles(session, IndexBatch.of([(row.id, *ensure_sketch(session, row)) for row in page]), threshold)
         done += len(page)
         last_id = page[-1].id
         log.info("clusters rebuilt so far", extra={"articles": done})

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from shared.clusters import index_articles, lock_index, new_articles, recluster
+from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
 from shared.records import DropOutcome, DropStatus, EnrichInput
 from shared.settings import PIPELINE_VERSION
@@ -191,9 +191,9 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
     ids, new = insert_articles(session, rows, lease_s)
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
     finish_drops(session, updates)
-    fresh = new_articles([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
+    fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
     existing = {h: r for h, r in rows.items() if h not in new}
-    if fresh or existing:
+    if fresh.ids or existing:
         lock_index(session)  # held to the commit: from here on, only what must be serialised
         adopt_primaries(session, existing, ids)
         index_articles(session, fresh, threshold)
