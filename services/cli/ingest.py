@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +17,16 @@ from sqlalchemy import select
 from shared.db import transaction
 from shared.enrichment import count_unenriched, reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
-from shared.intake import iter_candidates, read_file, register_reads
-from shared.ledger import chunked, dispatch, parse_backlog, reconcile, status_counts
+from shared.intake import FileRead, iter_candidates, read_file, register_reads
+from shared.ledger import dispatch, parse_backlog, reconcile, status_counts
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES, DropStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-REGISTER_CHUNK = 500  # files read and recorded per transaction
+REGISTER_CHUNK = 500  # files read and recorded per transaction...
+REGISTER_BYTES = 32 * 1024 * 1024  # ...or fewer, once their contents reach this (a file may be max_bytes)
 POLL_INTERVAL_S = 0.1
 STALL_WARNING_S = 30.0
 UNREACHABLE_PAUSE_S = 1.0
@@ -57,15 +58,25 @@ class IngestReport:
         }
 
 
+def read_chunk(files: deque[Path], max_bytes: int) -> list[FileRead]:
+    """Read the next files: REGISTER_CHUNK of them, or fewer once REGISTER_BYTES of contents are held."""
+    reads: list[FileRead] = []
+    held = 0
+    while files and len(reads) < REGISTER_CHUNK and held < REGISTER_BYTES:
+        reads.append(read_file(files.popleft(), max_bytes))
+        held += len(reads[-1].data or b"")
+    return reads
+
+
 def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport) -> None:
     settings = runtime.settings.pipeline
     host = socket.gethostname()
-    files = [f for p in paths for f in iter_candidates(p)]
+    files = deque(f for p in paths for f in iter_candidates(p))
     report.files = len(files)
-    for chunk in chunked(files, REGISTER_CHUNK):
+    while files:
         while parse_backlog(runtime):  # back-pressure: leases start when the drops are sent
             time.sleep(POLL_INTERVAL_S)
-        reads = [read_file(path, settings.max_bytes) for path in chunk]
+        reads = read_chunk(files, settings.max_bytes)
         with transaction(runtime.sessions) as session:
             registered = register_reads(session, reads, host=host, lease_s=settings.lease_s,
                                         max_bytes=settings.max_bytes)
