@@ -1,12 +1,17 @@
-"""Dedup stage (storage side, `index_articles`) time per article with 1k, 10k and 100k articles indexed.
+"""Dedup stage (storage side, `index_articles`: the index lock's work) time per article, 1k to 1M indexed.
 
 Run: python tests/bench/bench_dedup.py [--sizes 1000,10000,100000] [--probes 200] [--fillers auto] [--json]
+     (make bench-full: --sizes 1000,10000,100000,1000000 --fillers random)
 
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth); a fresh database is made and dropped. The
-index is filled by COPY with articles of random wikinews words (real MinHash signatures if 100k of them take
-under FILLER_BUDGET_S, else random uint32 ones, which index like unrelated articles), plus the originals of
-the near-duplicate probes, then VACUUM ANALYZEd. Each probe (half near-duplicates of an indexed original,
-half new wikinews articles) is inserted as storage would, `index_articles` timed, and rolled back.
+index is filled by COPY (articles and their 32 band keys each) plus the originals of the near-duplicate
+probes, then VACUUM ANALYZEd. Fillers: with real signatures, articles of random wikinews words with their
+real shingle sets and MinHash (if that takes under FILLER_BUDGET_S); with random ones, a short placeholder
+body, uniformly random uint32 signatures (which index like unrelated articles: their band keys are spread
+as real ones are) and an 8-byte shingle set (never a candidate, so never read). Each probe (half
+near-duplicates of an indexed original, half new wikinews articles) is inserted as storage would, its
+`index_articles` timed (lock, look-up and insert of its keys, confirmation, links, cluster merge), and
+rolled back.
 """
 
 from __future__ import annotations
@@ -29,25 +34,28 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from sqlalchemy import Engine, event, func, insert, or_, select
+from sqlalchemy import Engine, event, func, insert, or_, select, update
 
 from services.worker.parsing import parse_drop
-from shared.clusters import NewArticle, candidates, index_articles
-from shared.db import create_db_engine, create_session_factory
+from shared.clusters import FIND_AND_INSERT_KEYS, IndexBatch, index_articles
+from shared.db import create_db_engine, create_session_factory, execute_batch
 from shared.migrate import upgrade_to_head
 from shared.models import Article, ArticleLink
 from shared.records import ParsedArticle
 from shared.settings import PIPELINE_VERSION
-from shared.similarity import NUM_PERM, band_keys, jaccard, shingles, signature, signature_bytes
+from shared.similarity import NUM_PERM, band_keys, jaccard, shingle_hashes, shingles_bytes, signature, sketch
 
 WIKINEWS = Path(__file__).resolve().parents[1] / "data" / "wikinews"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 THRESHOLD = 0.8
 FILLER_BUDGET_S = 180.0
 CHUNK = 5000
-QUERIES = {"pg_advisory_xact_lock": "lock", "FROM lsh_buckets": "candidates", "articles.body": "confirm bodies",
-           "INSERT INTO lsh_buckets": "insert buckets", "INSERT INTO article_links": "insert links",
+QUERIES = {"pg_advisory_xact_lock": "lock", "INSERT INTO lsh_buckets": "find and insert keys",
+           "SELECT id, shingles": "load candidates' shingles", "INSERT INTO article_links": "insert links",
            "FOR UPDATE": "recluster select", "UPDATE articles": "recluster update"}
+CANDIDATES = FIND_AND_INSERT_KEYS.split("SELECT DISTINCT")[0].split(", added AS")[0] + (
+    " SELECT count(DISTINCT b.article_id) FROM k JOIN lsh_buckets b ON b.band = k.band AND b.bucket = k.bucket"
+    " WHERE b.article_id <> k.id")
 Figures = dict[str, Any]
 KINDS = ("near", "new")
 FillerSource = tuple[list[str], list[int]]  # corpus words (with repeats), article lengths in words
@@ -57,6 +65,7 @@ FillerSource = tuple[list[str], list[int]]  # corpus words (with repeats), artic
 class Probe:
     kind: str  # "near" (a near-duplicate of an indexed original) or "new"
     article: ParsedArticle
+    shingles: bytes
     minhash: bytes
 
 
@@ -81,11 +90,12 @@ def build_probes(count: int, rng: random.Random) -> tuple[list[ParsedArticle], l
     for data, article in corpus:
         long_enough = len(originals) < count // 2 and len(article.paragraphs) >= 4
         variant = parse_drop(edited(data, rng)) if long_enough else None
-        if isinstance(variant, ParsedArticle) and jaccard(shingles(article.body), shingles(variant.body)) >= 0.85:
+        if isinstance(variant, ParsedArticle) and jaccard(shingle_hashes(article.body),
+                                                          shingle_hashes(variant.body)) >= 0.85:
             originals.append(article)
-            probes.append(Probe("near", variant, signature_bytes(signature(shingles(variant.body)))))
+            probes.append(Probe("near", variant, *sketch(variant.body)))
         elif sum(p.kind == "new" for p in probes) < count - count // 2:
-            probes.append(Probe("new", article, signature_bytes(signature(shingles(article.body)))))
+            probes.append(Probe("new", article, *sketch(article.body)))
     if len(probes) < count:
         raise SystemExit(f"the corpus gives only {len(probes)} probes")
     words = [a.body.split() for _, a in corpus]
@@ -111,31 +121,42 @@ def filler_text(rng: random.Random, source: FillerSource) -> tuple[str, list[str
     return "\n\n".join(paragraphs), paragraphs
 
 
-def copy_rows(conn: psycopg.Connection, rows: list[tuple[Any, ...]], sigs: list[np.ndarray]) -> None:
-    """COPY articles (id, content_hash, title, published_on, paragraphs, body, minhash) and their band keys."""
+def copy_rows(conn: psycopg.Connection, rows: list[tuple[Any, ...]], sigs: np.ndarray, shingles: list[bytes]
+              ) -> None:
+    """COPY articles (id, content_hash, title, published_on, paragraphs, body, minhash, shingles) and their
+    band keys."""
     with conn.cursor() as cur:
         ids = [r[0] for r in cur.execute("SELECT nextval(pg_get_serial_sequence('articles', 'id')) "
                                          "FROM generate_series(1, %s)", (len(rows),))]
-        with cur.copy("COPY articles (id, content_hash, title, published_on, paragraphs, body, minhash, "
+        with cur.copy("COPY articles (id, content_hash, title, published_on, paragraphs, body, minhash, shingles, "
                       "encoding, pipeline_version, cluster_id) FROM STDIN") as copy:
-            for article_id, row, sig in zip(ids, rows, sigs, strict=True):
-                copy.write_row((article_id, *row, signature_bytes(sig), "utf-8", PIPELINE_VERSION, article_id))
+            for article_id, row, sig, sh in zip(ids, rows, sigs, shingles, strict=True):
+                copy.write_row((article_id, *row, sig.astype("<u4").tobytes(), sh, "utf-8", PIPELINE_VERSION,
+                                article_id))
+        keys = band_keys(sigs)
         with cur.copy("COPY lsh_buckets (band, bucket, article_id) FROM STDIN") as copy:
-            for article_id, sig in zip(ids, sigs, strict=True):
-                for band, key in enumerate(band_keys(sig)):
+            for article_id, row in zip(ids, keys.tolist(), strict=True):
+                for band, key in enumerate(row):
                     copy.write_row((band, key, article_id))
     conn.commit()
 
 
-def fill(conn: psycopg.Connection, count: int, real: bool, source: FillerSource, rng: random.Random) -> None:
+def fill(conn: psycopg.Connection, count: int, real: bool, source: FillerSource, rng: random.Random,
+         first: int) -> None:
     np_rng = np.random.default_rng(rng.randrange(2**32))
     for start in range(0, count, CHUNK):
-        texts = [filler_text(rng, source) for _ in range(min(CHUNK, count - start))]
+        n = min(CHUNK, count - start)
+        if real:
+            texts = [filler_text(rng, source) for _ in range(n)]
+            sets = [shingle_hashes(body) for body, _ in texts]
+            sigs, shingles = np.stack([signature(h) for h in sets]), [shingles_bytes(h) for h in sets]
+        else:  # placeholders: never candidates, so their text and shingle sets are never read
+            texts = [(f"filler {first + start + i}", [f"filler {first + start + i}"]) for i in range(n)]
+            sigs = np_rng.integers(0, 2**32, size=(n, NUM_PERM), dtype=np.uint32)
+            shingles = [np_rng.bytes(8) for _ in range(n)]
         rows = [(hashlib.sha256(body.encode()).hexdigest(), "Filler", None, json.dumps(paras), body)
                 for body, paras in texts]
-        sigs = ([signature(shingles(body)) for body, _ in texts] if real else
-                list(np_rng.integers(0, 2**32, size=(len(texts), NUM_PERM), dtype=np.uint32)))
-        copy_rows(conn, rows, sigs)
+        copy_rows(conn, rows, sigs, shingles)
 
 
 class QueryClock:
@@ -158,14 +179,16 @@ class QueryClock:
 def probe_once(session: Any, probe: Probe, clock: QueryClock) -> tuple[float, int, int]:
     """Insert the probe's article, time `index_articles`; returns seconds, candidates and links (rolled back)."""
     row = probe.article.model_dump() | {"body": probe.article.body, "pipeline_version": PIPELINE_VERSION,
-                                        "minhash": probe.minhash}  # the columns storage fills
+                                        "minhash": probe.minhash, "shingles": probe.shingles}  # as storage does
     article_id = session.execute(insert(Article).values(row).returning(Article.id)).scalar_one()
+    session.execute(update(Article).where(Article.id == article_id).values(cluster_id=article_id))  # its own
+    batch = IndexBatch.of([(article_id, probe.shingles, probe.minhash)])  # before the lock, as storage does
+    found = execute_batch(session, CANDIDATES, batch.key_arrays).scalar_one()
     clock.on = True
     start = time.perf_counter()
-    index_articles(session, [NewArticle(article_id, probe.article.body, probe.minhash)], THRESHOLD)
+    index_articles(session, batch, THRESHOLD)
     elapsed = time.perf_counter() - start
     clock.on = False
-    found = len(candidates(session, article_id, band_keys(np.frombuffer(probe.minhash, dtype="<u4"))))
     links = session.execute(select(func.count()).select_from(ArticleLink).where(
         or_(ArticleLink.article_id == article_id, ArticleLink.other_id == article_id))).scalar_one()
     session.rollback()
@@ -191,7 +214,7 @@ def percentiles(seconds: list[float]) -> Figures:
 
 def signature_seconds(body: str) -> float:
     start = time.perf_counter()
-    signature_bytes(signature(shingles(body)))
+    sketch(body)
     return time.perf_counter() - start
 
 
@@ -200,12 +223,13 @@ def grow(url: str, originals: list[ParsedArticle], sizes: list[int], real: bool,
     """Fill the index to each size in turn; yields the size and the seconds spent filling so far."""
     with psycopg.connect(url) as conn:
         conn.execute("SET session_replication_role = replica")  # bulk load: skip the FK triggers
+        sets = [shingle_hashes(a.body) for a in originals]
         copy_rows(conn, [(a.content_hash, a.title, a.published_on, json.dumps(a.paragraphs), a.body)
-                         for a in originals], [signature(shingles(a.body)) for a in originals])
+                         for a in originals], np.stack([signature(h) for h in sets]), [shingles_bytes(h) for h in sets])
         indexed, fill_s = len(originals), 0.0
         for size in sizes:
             start = time.perf_counter()
-            fill(conn, size - indexed, real, source, rng)
+            fill(conn, size - indexed, real, source, rng, indexed)
             conn.autocommit = True
             conn.execute("VACUUM ANALYZE articles, lsh_buckets")
             conn.autocommit, indexed = False, size
