@@ -154,3 +154,26 @@ def test_takes_are_capped_in_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     watcher.ready = {f"/f/{i}": 0.0 for i in range(250)}
     watcher.flush(0.0)
     assert intake.calls == 3 and intake.taken == [f"/f/{i}" for i in range(250)]
+
+
+def test_a_file_moved_in_from_another_folder_counts_as_renamed_in(tmp_path: Path) -> None:
+    root, staging = tmp_path / "drops", tmp_path / "staging"
+    root.mkdir()
+    staging.mkdir()
+    handler = service.EventQueue()
+    observer = service.make_observer()
+    observer.schedule(handler, str(root), recursive=True, event_filter=service.EVENTS)
+    observer.start()
+    try:
+        write(staging / "a.txt", mtime=None).rename(root / "a.txt")
+        write(root / "b.txt.part", mtime=None).rename(root / "b.txt")
+        events: set[tuple[str, str]] = set()
+        deadline = time.monotonic() + 5
+        while len(events) < 2 and handler.wake.wait(max(0.0, deadline - time.monotonic())):
+            handler.wake.clear()
+            while not handler.events.empty():
+                events.add(handler.events.get())
+    finally:
+        observer.stop()
+        observer.join()
+    assert events == {("renamed", str(root / "a.txt")), ("renamed", str(root / "b.txt"))}
