@@ -101,7 +101,7 @@ class Watcher:
         self.parse_queue = ParseQueue(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
                                       batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
-        self.paused = False
+        self.paused = self.pause_logged = False
         self.next_rescan = self.next_settle = 0.0
 
     def load_known(self) -> None:
@@ -186,12 +186,15 @@ class Watcher:
             self.admit(path, now)
 
     def room(self) -> int:
-        """Files the parse queue has room for; logs when taking files pauses or resumes (back-pressure)."""
+        """Files the parse queue has room for. Logs when taking files pauses, and when it resumes with room
+        for half the limit again (not each time a worker takes a message off a full queue)."""
         room, depth = self.parse_queue.room()
-        if (room == 0) != self.paused:
-            self.paused = room == 0
+        self.paused = room == 0
+        limit = self.settings.watcher.max_queue_depth
+        if self.paused != self.pause_logged and (self.paused or 2 * (limit + 1 - depth) >= limit + 1):
+            self.pause_logged = self.paused
             log.warning("%s taking files: the parse queue holds %d messages, its limit is %d",
-                        "paused" if self.paused else "resumed", depth, self.settings.watcher.max_queue_depth)
+                        "paused" if self.paused else "resumed", depth, limit)
         return room
 
     def flush(self, now: float, *, force: bool = False) -> None:
@@ -210,15 +213,26 @@ class Watcher:
                 del self.ready[path]
 
     def take(self, paths: list[str]) -> int:
-        """Read, record and enqueue the first of these files (as many as TAKE_BYTES allows); returns how many."""
+        """Read, record and enqueue the first of these files (as many as TAKE_BYTES allows); returns how many.
+
+        A file that cannot be read (permissions, a folder now) is left where it is, with a warning, for a later
+        walk to try again: one such file must not stop the others, nor the watcher.
+        """
         pipeline = self.settings.pipeline
         reads: list[FileRead] = []
-        held = 0
+        consumed = held = 0
         for path in paths:
-            if reads and held >= TAKE_BYTES:
+            if held >= TAKE_BYTES:
                 break
-            reads.append(read_file(Path(path), pipeline.max_bytes))
+            consumed += 1
+            try:
+                reads.append(read_file(Path(path), pipeline.max_bytes))
+            except OSError as e:
+                log.warning("cannot read a file, left for a later walk", extra={"path": path, "error": str(e)})
+                continue
             held += len(reads[-1].data or b"")
+        if not reads:
+            return consumed
         with transaction(self.runtime.sessions) as session:
             registered = register_reads(session, reads, host=self.host, lease_s=pipeline.lease_s,
                                         max_bytes=pipeline.max_bytes)
@@ -229,7 +243,7 @@ class Watcher:
         self.parse_queue.send(new)
         log.info("files taken", extra={"files": len(reads), "enqueued": len(new),
                                        "known": sum(not r.is_new for r in registered)})
-        return len(reads)
+        return consumed
 
     def run(self, stop: threading.Event) -> None:
         self.load_known()
@@ -260,15 +274,17 @@ class Watcher:
     def step(self, now: float) -> float:
         """One turn of the loop; returns how long to wait for an event before the next turn."""
         with transient_boundary():
-            if now >= self.next_rescan:
+            rescan = now >= self.next_rescan
+            if rescan:
                 self.walks.start_whole()
-                reconcile(self.runtime)
-                reconcile_enrichment(self.runtime)
-                self.next_rescan = now + self.settings.watcher.rescan_interval_s
             self.drain_events(now)
             self.check_pending(now)
             self.walk(now)
             self.flush(now)
+            if rescan:  # after topping the queue up: a queue at its limit is waiting, not lost
+                reconcile(self.runtime)
+                reconcile_enrichment(self.runtime)
+                self.next_rescan = now + self.settings.watcher.rescan_interval_s
         return self.wait_s(now)
 
     def wait_s(self, now: float) -> float:

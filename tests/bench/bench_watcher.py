@@ -1,7 +1,8 @@
 """The watcher's targets (SPEC 9): a backlog taken at 2k files/s or more with bounded memory, and a file
 renamed into a drop folder queryable within 1 s at the 95th percentile at half of capacity.
 
-Run: python tests/bench/bench_watcher.py [backlog|latency|all] [--files N] [--rate R] [--duration S] [--json]
+Run: python tests/bench/bench_watcher.py [backlog|latency|all|deployed] [--files N] [--rate R] [--duration S]
+                                        [--set KEY=VALUE]... [--json]
 
 Servers as in watcher_rig.py (PostgreSQL 127.0.0.1:5432, Redis db 12); a fresh database and temporary
 folder per run, removed on the way out (Ctrl-C and SIGTERM too). Drop files are distinct versions of
@@ -21,7 +22,14 @@ capacity is measured first (a burst of files renamed in at once, first rename to
 the rate is half of it. Files are then written under a temporary name and renamed in at that steady rate
 for --duration seconds; a file's latency runs from the end of its rename to its drop ending `stored` or
 `duplicate`, as seen by a client polling the ledger every POLL_S (committed, queryable), and as its
-`finished_at` (the storing transaction's start). Both are this machine's wall clock.
+`finished_at` (the storing transaction's start), and the watcher's part (to its `discovered_at`). All
+are this machine's wall clock.
+
+deployed (not in `all`): the backlog with worker and storage running and every setting at its default:
+when the watcher recorded the last file (paced by back-pressure), when the last drop ended, and how many
+drops the reconciler re-sent (their lease ran out while they waited in the queue) or failed.
+
+--set KEY=VALUE gives every service a setting (NEWSFLOW_KEY), e.g. --set pipeline__batch_wait_s=0.1.
 """
 
 from __future__ import annotations
@@ -33,10 +41,9 @@ import os
 import re
 import shutil
 import signal
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -47,24 +54,26 @@ import psycopg
 import redis
 from watcher_rig import (
     BROKER_URL,
+    POLL_S,
     Corpus,
+    LedgerPoller,
     RssSampler,
     bench_env,
     database,
     mib,
     newsflow,
+    percentiles,
     service,
+    start_pipeline,
     wait_log,
-    wait_ready,
 )
 
 from shared.queues import Queue
+from shared.settings import PipelineSettings
 
-BATCH_SIZE = 20  # the default NEWSFLOW_PIPELINE__BATCH_SIZE
 SETTLE_S = 2.0  # the default NEWSFLOW_WATCHER__SETTLE_S: older files are complete when the walk meets them
 TAKE_TIMEOUT_S = 900.0
 IDLE_RSS_S = 3.0  # how long the watcher of an empty folder runs before its RSS is read
-POLL_S = 0.02
 Figures = dict[str, Any]
 
 
@@ -149,17 +158,18 @@ def restart(env: dict[str, str], folder: Path, files: int, logs: Path) -> Figure
             "restart_peak_rss_mib": mib(sampler.peak)}
 
 
-def backlog_once(corpus: Corpus, files: int, run: int, logs: Path) -> Figures:
+def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dict[str, str]) -> Figures:
     folder = logs / "backlog"
     folder.mkdir()
     start = time.monotonic()
     corpus.write(folder, range(files))
     written = time.monotonic()
     flush_broker()
-    depth = files // BATCH_SIZE + 1000
+    batch = int(settings.get("pipeline__batch_size", PipelineSettings().batch_size))
+    depth = files // batch + 1000  # over the whole backlog: never paused
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_b{run}") as url:
-            env = bench_env(url, watcher__max_queue_depth=depth)
+            env = bench_env(url, **(settings | {"watcher__max_queue_depth": str(depth)}))
             rss_empty = idle_rss(env, logs)
             time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
             figures = take_backlog(env, folder, files, logs)
@@ -173,49 +183,50 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path) -> Figures:
                       "idle_rss_mib": mib(rss_empty), "rss_growth_mib": growth}
 
 
-def percentiles(values: list[float]) -> Figures:
-    values = sorted(values)
+def deployed_once(corpus: Corpus, files: int, logs: Path, settings: dict[str, str]) -> Figures:
+    """The backlog as deployed: worker and storage running, settings at their defaults (or --set)."""
+    folder = logs / "deployed"
+    folder.mkdir()
+    corpus.write(folder, range(files))
+    written = time.monotonic()
+    flush_broker()
+    try:
+        with database(f"newsflow_bench_watcher_{os.getpid()}_dep") as url, ExitStack() as stack:
+            env = bench_env(url, **settings)
+            start_pipeline(stack, env, logs, "dep")
+            time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
+            start = time.time()
+            watcher = stack.enter_context(service(newsflow("watcher", "--drop", str(folder)), env,
+                                                  logs / "watcher-deployed.log"))
+            recorded_s, done_s, row = wait_terminal(url, files, start, watcher)
+    finally:
+        flush_broker()
+        shutil.rmtree(folder)
+    return {"files": files, "recorded_s": round(recorded_s, 1), "done_s": round(done_s, 1),
+            "recorded_per_s": round(files / recorded_s, 1), "done_per_s": round(files / done_s, 1),
+            "resent_drops": row[0], "max_deliveries": row[1], "failed": row[2], "settings": settings}
 
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
-    return {"n": len(values), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(values[-1], 3),
-            "mean": round(statistics.fmean(values), 3)}
-
-
-class LedgerPoller(threading.Thread):
-    """Records when each drop is first seen `stored` or `duplicate` by a client polling every POLL_S."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.seen: dict[str, tuple[float, float]] = {}  # path -> (seen at, finished_at)
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        low = 0  # every drop below this id was seen finished
-        try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                while not self.done.wait(POLL_S):
-                    rows = conn.execute("SELECT id, path, status, extract(epoch FROM finished_at) FROM drops "
-                                        "WHERE id >= %s ORDER BY id", (low,)).fetchall()
-                    now = time.time()
-                    for _, path, status, finished in rows:
-                        if status in ("stored", "duplicate") and path not in self.seen:
-                            self.seen[path] = (now, float(finished))
-                    queued = [r[0] for r in rows if r[2] == "queued"]
-                    low = min(queued) if queued else (rows[-1][0] + 1 if rows else low)
-        except BaseException as e:
-            self.error = e
-
-    def wait_for(self, paths: list[str], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while any(p not in self.seen for p in paths):
-            if self.error or time.monotonic() > deadline:
-                missing = sum(p not in self.seen for p in paths)
-                raise RuntimeError(f"{missing} of {len(paths)} files never finished ({self.error!r})")
-            time.sleep(0.1)
+def wait_terminal(url: str, files: int, start: float, watcher: subprocess.Popen[bytes]
+                  ) -> tuple[float, float, tuple[int, int, int]]:
+    """Seconds from start until every file was recorded, and until every drop was terminal; then how many
+    drops the reconciler re-sent, the most deliveries of one, and how many failed."""
+    recorded_s, deadline = 0.0, time.monotonic() + TAKE_TIMEOUT_S
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            recorded, done = conn.execute("SELECT count(*), count(*) FILTER (WHERE status <> 'queued') FROM drops"
+                                          ).fetchone() or (0, 0)
+            recorded_s = recorded_s or (time.time() - start if recorded >= files else 0.0)
+            if done >= files:
+                break
+            if watcher.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{done} of {files} drops terminal ({recorded} recorded)")
+            time.sleep(0.5)
+        done_s = time.time() - start
+        row = conn.execute("SELECT count(*) FILTER (WHERE attempts > 0), coalesce(max(attempts), 0) + 1, "
+                           "count(*) FILTER (WHERE status = 'failed') FROM drops").fetchone()
+    assert row is not None
+    return recorded_s, done_s, (int(row[0]), int(row[1]), int(row[2]))
 
 
 def capacity(folder: Path, corpus: Corpus, poller: LedgerPoller, burst: int) -> float:
@@ -243,21 +254,19 @@ def stream(folder: Path, corpus: Corpus, poller: LedgerPoller, rate: float, coun
     poller.wait_for(list(renamed), 120.0)
     return {"files": count, "written_s": round(written_s, 2), "achieved_rate": round(count / written_s, 1),
             "queryable": percentiles([poller.seen[p][0] - t for p, t in renamed.items()]),
-            "finished_at": percentiles([poller.seen[p][1] - t for p, t in renamed.items()])}
+            "finished_at": percentiles([poller.seen[p][1] - t for p, t in renamed.items()]),
+            "discovered_at": percentiles([poller.seen[p][2] - t for p, t in renamed.items()])}
 
 
-def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int, logs: Path) -> Figures:
+def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int, logs: Path,
+                 settings: dict[str, str]) -> Figures:
     folder = logs / "latency"
     folder.mkdir()
     flush_broker()
-    names = [f"worker-bench{os.getpid()}@lat", f"storage-bench{os.getpid()}@lat"]
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_lat") as url, ExitStack() as stack:
-            env = bench_env(url)
-            procs = [stack.enter_context(service(newsflow("worker", "--concurrency", "2", "-n", names[0]), env,
-                                                 logs / "worker.log")),
-                     stack.enter_context(service(newsflow("storage", "-n", names[1]), env, logs / "storage.log"))]
-            wait_ready(names, procs)
+            env = bench_env(url, **settings)
+            start_pipeline(stack, env, logs, "lat")
             watcher = stack.enter_context(service(newsflow("watcher", "--drop", str(folder)), env,
                                                   logs / "watcher-latency.log"))
             wait_log(watcher, logs / "watcher-latency.log", "walked the drop folders")
@@ -271,7 +280,8 @@ def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int
         flush_broker()
         shutil.rmtree(folder)
     return {"capacity_files_per_s": measured and round(measured, 1), "burst": burst if measured else None,
-            "rate": round(use, 1), "rate_source": "given" if rate else "half the measured capacity"} | figures
+            "rate": round(use, 1), "rate_source": "given" if rate else "half the measured capacity",
+            "settings": settings} | figures
 
 
 def format_backlog(r: Figures) -> list[str]:
@@ -291,15 +301,26 @@ def format_backlog(r: Figures) -> list[str]:
     ]
 
 
+def format_deployed(r: Figures) -> list[str]:
+    given = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+    return [f"deployed: {r['files']} files, watcher + worker (--concurrency 2) + storage, settings: {given}",
+            f"  all recorded by the watcher after {r['recorded_s']:.1f} s ({r['recorded_per_s']:.0f} files/s, "
+            f"paced by back-pressure), all terminal after {r['done_s']:.1f} s ({r['done_per_s']:.0f} files/s)",
+            f"  re-sent by the reconciler: {r['resent_drops']} drops (at most {r['max_deliveries']} deliveries of "
+            f"one); failed: {r['failed']}"]
+
+
 def format_latency(r: Figures) -> list[str]:
-    lines = ["latency: watcher + worker (--concurrency 2) + storage, default settings"]
+    given = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+    lines = [f"latency: watcher + worker (--concurrency 2) + storage, settings: {given}"]
     if r["capacity_files_per_s"]:
         lines.append(f"  capacity: {r['capacity_files_per_s']:.0f} files/s end to end ({r['burst']} files "
                      "renamed in at once, first rename to last finished)")
     lines.append(f"  rate: {r['rate']:.1f} files/s ({r['rate_source']}); {r['files']} files renamed in over "
                  f"{r['written_s']:.1f} s (achieved {r['achieved_rate']:.1f} files/s)")
     for key, label in (("queryable", f"seen stored by a client polling every {POLL_S * 1000:.0f} ms"),
-                       ("finished_at", "drop's finished_at (transaction start)")):
+                       ("finished_at", "drop's finished_at (transaction start)"),
+                       ("discovered_at", "drop recorded by the watcher (discovered_at)")):
         p = r[key]
         lines.append(f"  rename -> {label}: p50 {p['p50']:.3f} s, p95 {p['p95']:.3f} s, p99 {p['p99']:.3f} s, "
                      f"max {p['max']:.3f} s")
@@ -308,7 +329,8 @@ def format_latency(r: Figures) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", nargs="?", choices=("backlog", "latency", "all"), default="all")
+    parser.add_argument("phase", nargs="?", choices=("backlog", "latency", "all", "deployed"), default="all",
+                        help="all: backlog then latency; deployed: the backlog with worker and storage running")
     parser.add_argument("--files", type=int, default=100_000, help="backlog files (default 100,000)")
     parser.add_argument("--repeat", type=int, default=1, help="backlog runs (default 1)")
     parser.add_argument("--rate", type=float, help="latency: files/s (default: half the measured capacity)")
@@ -316,7 +338,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="latency: seconds of steady writing")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--logs", type=Path, help="keep the services' logs in this (new) folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every service, e.g. pipeline__batch_wait_s=0.1 (NEWSFLOW_ prefix implied)")
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (finally blocks) on kill too
     corpus, result = Corpus(), {}
     with ExitStack() as stack:
@@ -326,14 +351,18 @@ def main(argv: list[str] | None = None) -> None:
         else:
             logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="newsflow-bench-watcher-")))
         if args.phase in ("backlog", "all"):
-            result["backlog"] = [backlog_once(corpus, args.files, run, logs) for run in range(max(1, args.repeat))]
+            result["backlog"] = [backlog_once(corpus, args.files, run, logs, settings)
+                                 for run in range(max(1, args.repeat))]
         if args.phase in ("latency", "all"):
-            result["latency"] = latency_once(corpus, args.rate, args.duration, args.burst, logs)
+            result["latency"] = latency_once(corpus, args.rate, args.duration, args.burst, logs, settings)
+        if args.phase == "deployed":
+            result["deployed"] = deployed_once(corpus, args.files, logs, settings)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     lines = [line for run in result.get("backlog", []) for line in format_backlog(run)]
-    print("\n".join(lines + (format_latency(result["latency"]) if "latency" in result else [])))
+    lines += format_latency(result["latency"]) if "latency" in result else []
+    print("\n".join(lines + (format_deployed(result["deployed"]) if "deployed" in result else [])))
 
 
 if __name__ == "__main__":

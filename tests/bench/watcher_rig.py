@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -27,6 +29,7 @@ BROKER_URL = "redis://127.0.0.1:6379/12"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 RSS_SAMPLE_S = 0.02
+POLL_S = 0.02  # how often the latency client polls the ledger
 
 
 def newsflow(*args: str) -> list[str]:
@@ -165,3 +168,58 @@ class RssSampler(threading.Thread):
 
 def mib(n: float) -> float:
     return round(n / 2**20, 1)
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    values = sorted(values)
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+    return {"n": len(values), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(values[-1], 3),
+            "mean": round(statistics.fmean(values), 3)}
+
+
+class LedgerPoller(threading.Thread):
+    """Records when each drop is first seen `stored` or `duplicate` by a client polling every POLL_S."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.seen: dict[str, tuple[float, float, float]] = {}  # path -> (seen at, finished_at, discovered_at)
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        low = 0  # every drop below this id was seen finished
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self.done.wait(POLL_S):
+                    rows = conn.execute("SELECT id, path, status, extract(epoch FROM finished_at), "
+                                        "extract(epoch FROM discovered_at) FROM drops WHERE id >= %s ORDER BY id",
+                                        (low,)).fetchall()
+                    now = time.time()
+                    for _, path, status, finished, discovered in rows:
+                        if status in ("stored", "duplicate") and path not in self.seen:
+                            self.seen[path] = (now, float(finished), float(discovered))
+                    queued = [r[0] for r in rows if r[2] == "queued"]
+                    low = min(queued) if queued else (rows[-1][0] + 1 if rows else low)
+        except BaseException as e:
+            self.error = e
+
+    def wait_for(self, paths: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while any(p not in self.seen for p in paths):
+            if self.error or time.monotonic() > deadline:
+                missing = sum(p not in self.seen for p in paths)
+                raise RuntimeError(f"{missing} of {len(paths)} files never finished ({self.error!r})")
+            time.sleep(0.1)
+
+
+def start_pipeline(stack: ExitStack, env: dict[str, str], logs: Path, tag: str) -> None:
+    """A worker (--concurrency 2) and a storage process, answering pings, stopped when the stack closes."""
+    names = [f"worker-bench{os.getpid()}@{tag}", f"storage-bench{os.getpid()}@{tag}"]
+    procs = [stack.enter_context(service(newsflow("worker", "--concurrency", "2", "-n", names[0]), env,
+                                         logs / f"worker-{tag}.log")),
+             stack.enter_context(service(newsflow("storage", "-n", names[1]), env, logs / f"storage-{tag}.log"))]
+    wait_ready(names, procs)
