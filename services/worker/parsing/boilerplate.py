@@ -36,9 +36,14 @@ def _key(line: str) -> str:
 
 
 _BOILERPLATE_KEYS = frozenset(_key(line) for line in BOILERPLATE_LINES)
+# Furniture is a short line: a paragraph longer than the longest entry with generous decoration is text,
+# and is not run through the regular expressions (most lines of every drop are such paragraphs).
+_MAX_FURNITURE_CHARS = 2 * max(map(len, BOILERPLATE_LINES)) + 40
 
 
 def is_boilerplate(line: str) -> bool:
     """Whether the whole line is page furniture rather than article text."""
+    if len(line) > _MAX_FURNITURE_CHARS:
+        return False
     key = _key(line)
     return bool(key) and key in _BOILERPLATE_KEYS
