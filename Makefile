@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up test unit integration faults lint bench clean
+.PHONY: help install run up test unit integration faults lint bench bench-full clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,10 +43,17 @@ faults: $(STAMP) ## Run the fault tests only (private servers killed and restart
 lint: $(STAMP) ## Check style and complexity (ruff)
 	$(BIN)/ruff check services shared tests
 
-bench: $(STAMP) ## Print throughput, enrichment and dedup figures against baselines measured in the same run
-	$(BIN)/python tests/bench/bench_ingest.py --repeat 2
+bench: $(STAMP) ## Quick benchmarks (about 25 min): pipeline vs baselines, storage, enrichment, dedup, watcher latency
+	$(BIN)/python tests/bench/bench_pipeline.py --enrich-drops 800
+	$(BIN)/python tests/bench/bench_storage.py
 	$(BIN)/python tests/bench/bench_enrich.py --rounds 2
 	$(BIN)/python tests/bench/bench_dedup.py --fillers random
+	$(BIN)/python tests/bench/bench_watcher.py latency
+
+bench-full: $(STAMP) ## Large benchmarks (about an hour): 1M-article index, 100k-file backlog, full enrichment runs
+	$(BIN)/python tests/bench/bench_dedup.py --sizes 1000,10000,100000,1000000 --fillers random
+	$(BIN)/python tests/bench/bench_watcher.py all
+	$(BIN)/python tests/bench/bench_pipeline.py
 
 clean: ## Remove the virtual environment and local data (.newsflow)
 	rm -rf $(VENV) .newsflow .pytest_cache .ruff_cache

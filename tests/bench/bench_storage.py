@@ -52,7 +52,6 @@ from shared.records import DropOutcome
 from shared.settings import PipelineSettings
 
 TERMINAL_TIMEOUT_S = 600.0
-CONCURRENCY = 1
 POLL_S = 0.02
 Figures = dict[str, Any]
 
@@ -85,14 +84,15 @@ def lock_figures(log: Path) -> Figures:
             "batch_s": sum(b["batch_ms"] for b in batches) / 1000}
 
 
-def storage_once(files: list[Path], batch: int, run: int, logs: Path) -> Figures:
+def storage_once(files: list[Path], batch: int, concurrency: int, run: int, logs: Path) -> Figures:
     flush_broker()
     with database(f"newsflow_bench_storage_{os.getpid()}_{run}") as url:
         outcomes = prepare(url, files)
         messages = [[o.model_dump(mode="json") for o in outcomes[i:i + batch]] for i in range(0, len(outcomes), batch)]
         env = service_env(dict(os.environ), url, NEWSFLOW_LOG_JSON="true", NEWSFLOW_PIPELINE__BATCH_SIZE=str(batch))
         name, log = f"storage-bench{os.getpid()}@r{run}", logs / f"storage-r{run}.log"
-        with service(newsflow("storage", "-n", name, "--concurrency", str(CONCURRENCY)), env, log) as proc, psycopg.connect(url) as conn:
+        argv = newsflow("storage", "-n", name, "--concurrency", str(concurrency))
+        with service(argv, env, log) as proc, psycopg.connect(url) as conn:
             wait_ready([name], [proc])
             app = create_celery(common.BROKER_URL)
             groups = {"storage": lambda: tree(proc.pid), "postgres": lambda: postgres_processes(url.rsplit("/", 1)[1])}
@@ -135,18 +135,18 @@ def naive_once(outcomes: list[DropOutcome], run: int) -> float:
         return len(outcomes) / (time.perf_counter() - start)
 
 
-def run(drops: int, repeat: int, batch: int, logs: Path) -> Figures:
+def run(drops: int, repeat: int, batch: int, concurrency: int, logs: Path) -> Figures:
     folder = logs / "drops"
     folder.mkdir()
     corpus = build_corpus(folder, drops)
     runs, naive = [], []
     for r in range(repeat):  # interleaved: a noisy moment hits both
-        runs.append(storage_once(corpus.files, batch, r, logs))
+        runs.append(storage_once(corpus.files, batch, concurrency, r, logs))
         with database(f"newsflow_bench_storage_prep_{os.getpid()}_{r}") as url:
             naive.append(naive_once(prepare(url, corpus.files), r))
         print(f"run {r + 1}/{repeat}: storage {runs[-1]['drops_per_s']:.0f} drops/s, naive {naive[-1]:.0f}",
               file=sys.stderr)
-    return {"corpus": corpus.composition(), "batch": batch, "runs": runs, "naive": naive}
+    return {"corpus": corpus.composition(), "batch": batch, "concurrency": concurrency, "runs": runs, "naive": naive}
 
 
 def median(runs: list[Figures], key: str) -> float:
@@ -160,7 +160,8 @@ def format_table(result: Figures) -> str:
     lock_share = statistics.median(r["lock_s"] / r["elapsed_s"] for r in runs)
     return "\n".join([
         f"corpus: {result['corpus']}; {result['batch']} drops per message; median of {len(runs)} runs",
-        f"storage, one process through its queue: {rate:,.0f} drops/s (target 2,000), "
+        f"storage, one process (Celery concurrency {result['concurrency']}) through its queue: "
+        f"{rate:,.0f} drops/s (target 2,000), "
         f"{rate / naive:.2f}x a one-INSERT-per-article loop without any index ({naive:,.0f} drops/s)",
         f"  CPU per drop: storage {median(runs, 'storage_cpu_ms'):.3f} ms, "
         f"PostgreSQL {median(runs, 'postgres_cpu_ms'):.3f} ms",
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drops", type=int, default=3200, help="corpus size (default 3200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs (default 3; the median is printed)")
     parser.add_argument("--batch", type=int, default=PipelineSettings().batch_size, help="drops per message")
+    parser.add_argument("--concurrency", type=int, default=1, help="storage pool processes (default 1, as deployed)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--logs", type=Path, help="keep the storage logs and drops in this folder")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14", help="Redis database to use (flushed)")
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     common.BROKER_URL = args.broker  # service_env, wait_ready and flush_broker read it
     exit_on_sigterm()
     with workspace(args.logs, "newsflow-bench-storage-") as logs:
-        result = run(args.drops, max(1, args.repeat), args.batch, logs)
+        result = run(args.drops, max(1, args.repeat), args.batch, args.concurrency, logs)
     print(json.dumps(result, indent=2, default=str) if args.json else format_table(result))
 
 
