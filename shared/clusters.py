@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from shared.db import execute_batch
+from shared.db import execute_batch, int_array
 from shared.similarity import BANDS, band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,6 @@ def pairs_within(ids: list[int], keys: np.ndarray) -> dict[int, set[int]]:
         for i in range(1, len(holder_ids)):
             found[holder_ids[i]].update(holder_ids[:i])
     return found
-
-
-def int_array(values: Iterable[int]) -> str:
-    """A PostgreSQL array literal of integers: for int arrays, text is cheaper to build than binary (psycopg
-    packs a binary array element by element)."""
-    return "{" + ",".join(map(str, values)) + "}"
 
 
 def lock_index(session: Session) -> None:

@@ -6,14 +6,16 @@ enrichment leaves exactly one set of links behind.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import Article, ArticleEntity, Entity
+from shared.db import execute_batch, int_array
+from shared.models import ArticleEntity, Entity
 from shared.records import Enrichment
 
 log = logging.getLogger(__name__)
@@ -31,26 +33,44 @@ def entity_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, 
     return {(r.type, r.name): r.id for r in rows}
 
 
+LOCK_ARTICLES = "SELECT id FROM articles WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE"
+INSERT_LINKS = ("INSERT INTO article_entities (article_id, entity_id, count) "
+                "SELECT * FROM unnest(%(articles)s::bigint[], %(entities)s::bigint[], %(counts)s::int[]) "
+                "ON CONFLICT DO NOTHING")
+# Keywords and countries travel as JSON: unnest takes no arrays of arrays of different lengths.
+UPDATE_ARTICLES = """
+UPDATE articles a SET language = u.language, word_count = u.word_count, reading_time_min = u.reading_time_min,
+       summary = u.summary, keywords = ARRAY(SELECT jsonb_array_elements_text(u.keywords::jsonb)),
+       countries = ARRAY(SELECT jsonb_array_elements_text(u.countries::jsonb)), tone = u.tone,
+       enrichment_version = u.version, enriched_at = now(), enrich_lease_expires_at = NULL
+FROM unnest(%(ids)b::bigint[], %(languages)b::text[], %(word_counts)b::bigint[], %(reading)b::float8[],
+            %(summaries)b::text[], %(keywords)b::text[], %(countries)b::text[], %(tones)b::float8[],
+            %(versions)b::text[])
+     AS u(id, language, word_count, reading_time_min, summary, keywords, countries, tone, version)
+WHERE a.id = u.id
+"""
+
+
 def store_enrichments(session: Session, enrichments: Sequence[Enrichment]) -> int:
-    """Write one batch; articles deleted meanwhile are skipped. Returns how many were written."""
+    """Write one batch in a fixed number of statements; articles deleted meanwhile are skipped. Returns how
+    many were written."""
     by_id = {e.article_id: e for e in enrichments}
-    present = set(session.execute(
-        select(Article.id).where(Article.id.in_(by_id)).order_by(Article.id).with_for_update()
-    ).scalars())
+    present = set(execute_batch(session, LOCK_ARTICLES, {"ids": int_array(sorted(by_id))}).scalars())
     todo = [by_id[i] for i in sorted(present)]
     if not todo:
         return 0
     ids = entity_ids(session, {(m.type, m.text) for e in todo for m in e.entities})
     session.execute(delete(ArticleEntity).where(ArticleEntity.article_id.in_(present)))
-    links = [{"article_id": e.article_id, "entity_id": ids[(m.type, m.text)], "count": m.count}
-             for e in todo for m in e.entities]
+    links = [(e.article_id, ids[(m.type, m.text)], m.count) for e in todo for m in e.entities]
     if links:
-        session.execute(insert(ArticleEntity).values(links).on_conflict_do_nothing())
-    for e in todo:
-        session.execute(update(Article).where(Article.id == e.article_id).values(
-            language=e.language, word_count=e.word_count, reading_time_min=e.reading_time_min, summary=e.summary,
-            keywords=e.keywords, countries=e.countries, tone=e.tone, enrichment_version=e.version,
-            enriched_at=func.now(), enrich_lease_expires_at=None,
-        ))
+        execute_batch(session, INSERT_LINKS, {"articles": int_array(a for a, _, _ in links),
+                                              "entities": int_array(e for _, e, _ in links),
+                                              "counts": int_array(c for _, _, c in links)})
+    execute_batch(session, UPDATE_ARTICLES, {
+        "ids": [e.article_id for e in todo], "languages": [e.language for e in todo],
+        "word_counts": [e.word_count for e in todo], "reading": [float(e.reading_time_min) for e in todo],
+        "summaries": [e.summary for e in todo], "keywords": [json.dumps(e.keywords) for e in todo],
+        "countries": [json.dumps(e.countries) for e in todo],
+        "tones": [None if e.tone is None else float(e.tone) for e in todo], "versions": [e.version for e in todo]})
     log.info("enrichments stored", extra={"articles": len(todo), "entities": len(links)})
     return len(todo)
