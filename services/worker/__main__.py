@@ -12,7 +12,7 @@ from shared.runtime import run_consumer
 
 def main(argv: list[str] | None = None) -> None:
     run_consumer("worker", Queue.PARSE, register_tasks, doc=__doc__,
-                 default_concurrency=lambda s: s.worker.concurrency, argv=argv)
+                 default_concurrency=lambda s: s.worker.concurrency, niceness=lambda s: s.worker.nice, argv=argv)
 
 
 if __name__ == "__main__":
