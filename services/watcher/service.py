@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
@@ -53,6 +53,10 @@ TAKE_BYTES = 32 * 1024 * 1024  # file contents held per transaction, at most (on
 READY_CAP = 2000  # files waiting to be taken beyond which the walk waits
 EVENT_CAP = 10_000  # ...and beyond which events are dropped: the next walk finds those files on disk
 WALK_SLICE = 1000  # entries walked per turn of the loop, so events are served during a long walk
+# Seconds left on the lease of the oldest queued drops, past `skip` of them (a batch re-sent for a file that
+# keeps killing its worker must not hold intake back). The partial index on queued leases answers it.
+OLDEST_LEASES = text("SELECT extract(epoch FROM lease_expires_at - now()) FROM drops WHERE status = 'queued' "
+                     "ORDER BY lease_expires_at OFFSET :skip LIMIT 1")
 # Events worth a look: created, written, closed after writing, attributes (touch), moved; not the opens
 # and closes of reading (the watcher's own reads would wake it).
 EVENTS = [FileCreatedEvent, DirCreatedEvent, FileMovedEvent, DirMovedEvent, FileModifiedEvent, FileClosedEvent]
@@ -186,16 +190,28 @@ class Watcher:
             self.admit(path, now)
 
     def room(self) -> int:
-        """Files the parse queue has room for. Logs when taking files pauses, and when it resumes with room
-        for half the limit again (not each time a worker takes a message off a full queue)."""
+        """Files that may be taken now: none while the parse queue is over its limit, nor while the oldest
+        queued drops (past a batch of stragglers) have waited half their lease, wherever they wait (the parse
+        or the store queue, a worker): more files would only wait until their leases ran out too, and the
+        reconciler would send them again. Pausing is logged when it starts; resuming once there is room for
+        half the limit and half the lease again, not at every message a worker takes off a full queue."""
         room, depth = self.parse_queue.room()
-        self.paused = room == 0
+        lease_s = self.settings.pipeline.lease_s
+        left_s = self.lease_left_s()
+        self.paused = room == 0 or left_s < lease_s / 2
         limit = self.settings.watcher.max_queue_depth
-        if self.paused != self.pause_logged and (self.paused or 2 * (limit + 1 - depth) >= limit + 1):
+        comfortable = 2 * (limit + 1 - depth) >= limit + 1 and left_s >= 0.75 * lease_s
+        if self.paused != self.pause_logged and (self.paused or comfortable):
             self.pause_logged = self.paused
-            log.warning("%s taking files: the parse queue holds %d messages, its limit is %d",
-                        "paused" if self.paused else "resumed", depth, limit)
-        return room
+            log.warning("%s taking files: the parse queue holds %d messages (its limit is %d); the oldest queued "
+                        "drops have %.0f s of their %.0f s lease left", "paused" if self.paused else "resumed",
+                        depth, limit, max(left_s, 0.0), lease_s)
+        return 0 if self.paused else room
+
+    def lease_left_s(self) -> float:
+        with self.runtime.sessions() as session:
+            left = session.execute(OLDEST_LEASES, {"skip": self.settings.pipeline.batch_size}).scalar()
+        return self.settings.pipeline.lease_s if left is None else float(left)
 
     def flush(self, now: float, *, force: bool = False) -> None:
         """Take ready files, a transaction at a time, while the parse queue has room; a partial batch waits
@@ -281,8 +297,12 @@ class Watcher:
             self.check_pending(now)
             self.walk(now)
             self.flush(now)
-            if rescan:  # after topping the queue up: a queue at its limit is waiting, not lost
-                reconcile(self.runtime)
+            if rescan:
+                # Not while the parse queue is at its limit (kept there while a backlog waits): its drops are
+                # waiting, not lost. (The reconciler's own test, over the limit, passes whenever a worker has
+                # just taken a message off it.)
+                if (depth := self.parse_queue.depth()) == 0 or depth < self.settings.watcher.max_queue_depth:
+                    reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s
         return self.wait_s(now)

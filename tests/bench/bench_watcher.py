@@ -11,9 +11,10 @@ tests/data/wikinews/*.txt (a numbered paragraph added before the credit line).
 backlog: N files (default 100,000) are written, then `newsflow watcher` starts on the folder. Figure: files
 recorded in the ledger per second, from the watcher's start (process start: imports, loading the ledger and
 the walk count) and from its first drop row, to the last row. No worker runs, so this is the watcher's own
-intake: NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH is raised above N / batch_size for the run (at the default 500
-messages it pauses, as it should, after about 10,000 files until workers drain the queue). Every drop id is
-then checked to be in a message on the parse queue. Memory: the watcher's peak RSS (sampled every 20 ms)
+intake, and its back-pressure is lifted for the run: NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH above N / batch_size,
+NEWSFLOW_PIPELINE__LEASE_S at an hour (it pauses, as it should, while the parse queue is over its limit or
+queued drops have waited half their lease; the `deployed` phase shows it paced by the pipeline). Every drop
+id is then checked to be in a message on the parse queue. Memory: the watcher's peak RSS (sampled every 20 ms)
 against its RSS watching an empty folder. Then a second watcher starts over the same folder and ledger
 (restart): it must take nothing; the time to load the ledger and walk the folder is printed.
 
@@ -73,6 +74,7 @@ from shared.settings import PipelineSettings
 
 SETTLE_S = 2.0  # the default NEWSFLOW_WATCHER__SETTLE_S: older files are complete when the walk meets them
 TAKE_TIMEOUT_S = 900.0
+LIFTED_LEASE_S = "3600"  # backlog: nothing finishes without workers; the watcher must not wait for leases
 IDLE_RSS_S = 3.0  # how long the watcher of an empty folder runs before its RSS is read
 Figures = dict[str, Any]
 
@@ -82,11 +84,11 @@ def flush_broker() -> None:
 
 
 def idle_rss(env: dict[str, str], logs: Path) -> int:
-    """The watcher's RSS after IDLE_RSS_S watching an empty folder (ledger loaded, first walk done)."""
+    """The watcher's RSS IDLE_RSS_S after it started watching an empty folder."""
     empty = logs / "empty"
     empty.mkdir(exist_ok=True)
     with service(newsflow("watcher", "--drop", str(empty)), env, logs / "watcher-empty.log") as proc:
-        wait_log(proc, logs / "watcher-empty.log", "walked the drop folders")
+        wait_log(proc, logs / "watcher-empty.log", "watching")
         time.sleep(IDLE_RSS_S)
         return psutil.Process(proc.pid).memory_info().rss
 
@@ -169,7 +171,8 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dic
     depth = files // batch + 1000  # over the whole backlog: never paused
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_b{run}") as url:
-            env = bench_env(url, **(settings | {"watcher__max_queue_depth": str(depth)}))
+            lifted = {"watcher__max_queue_depth": str(depth), "pipeline__lease_s": LIFTED_LEASE_S}
+            env = bench_env(url, **(settings | lifted))
             rss_empty = idle_rss(env, logs)
             time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
             figures = take_backlog(env, folder, files, logs)
@@ -269,7 +272,7 @@ def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int
             start_pipeline(stack, env, logs, "lat")
             watcher = stack.enter_context(service(newsflow("watcher", "--drop", str(folder)), env,
                                                   logs / "watcher-latency.log"))
-            wait_log(watcher, logs / "watcher-latency.log", "walked the drop folders")
+            wait_log(watcher, logs / "watcher-latency.log", "watching")
             poller = LedgerPoller(url)
             poller.start()
             stack.callback(poller.done.set)
@@ -286,8 +289,9 @@ def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int
 
 def format_backlog(r: Figures) -> list[str]:
     return [
-        f"backlog: {r['files']} files (written in {r['written_s']:.1f} s); the watcher alone, max_queue_depth "
-        f"raised to {r['max_queue_depth']} messages (no worker runs: its own intake)",
+        f"backlog: {r['files']} files (written in {r['written_s']:.1f} s); the watcher alone (its own intake: no "
+        f"worker runs, so back-pressure is lifted: max_queue_depth {r['max_queue_depth']} messages, lease_s "
+        f"{LIFTED_LEASE_S})",
         f"  recorded in the ledger and enqueued: {r['files_per_s_from_start']:.0f} files/s from watcher start "
         f"({r['last_row_s']:.1f} s; first row after {r['startup_s']:.2f} s), "
         f"{r['files_per_s_from_first_row']:.0f} files/s from the first row",

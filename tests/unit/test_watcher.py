@@ -39,7 +39,9 @@ class FakeIntake:
 
     def __init__(self, watcher: Watcher, room: int = 10_000) -> None:
         self.room, self.taken, self.calls = room, [], 0
+        self.lease_left_s = watcher.settings.pipeline.lease_s
         watcher.parse_queue.room = lambda: (self.room, 0)  # type: ignore[method-assign]
+        watcher.lease_left_s = lambda: self.lease_left_s  # type: ignore[method-assign]
         watcher.take = self.take  # type: ignore[method-assign]
 
     def take(self, paths: list[str]) -> int:
@@ -145,6 +147,22 @@ def test_a_partial_batch_waits_batch_wait_s_and_full_ones_go_while_the_queue_has
     intake.room = 10_000
     watcher.flush(1.0)
     assert not watcher.ready and not watcher.paused and "resumed taking files" in caplog.text
+
+
+def test_no_files_are_taken_while_queued_drops_have_waited_half_their_lease(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    watcher = make_watcher(tmp_path)
+    intake = FakeIntake(watcher)
+    lease_s = watcher.settings.pipeline.lease_s
+    watcher.ready = {f"/f/{i}": 0.0 for i in range(50)}
+    intake.lease_left_s = lease_s * 0.4  # the pipeline is behind, wherever the drops wait
+    with caplog.at_level(logging.WARNING):
+        watcher.flush(1.0)
+        assert intake.taken == [] and watcher.paused
+        intake.lease_left_s = lease_s * 0.6  # taking again, but not yet worth a line in the log
+        watcher.flush(1.0)
+        assert len(intake.taken) == 50 and "resumed" not in caplog.text
+    assert "paused taking files" in caplog.text
 
 
 def test_takes_are_capped_in_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
