@@ -1,6 +1,11 @@
-"""Back-pressure and sending, over connections the watcher keeps: asking the broker for the parse queue's
-depth on a new connection costs about 8 ms, on a kept one under 1 ms; a message sent through a kept
-producer about half of what `send_task` alone costs."""
+"""Back-pressure and sending, over connections the watcher keeps: asking the broker for a queue's depth on a
+new connection costs about 8 ms, on a kept one under 1 ms; a message sent through a kept producer about half
+of what `send_task` alone costs.
+
+The depth that counts is the parse and the store queue together (each message carries up to batch_size
+drops): when storage is the slowest stage, the parse queue stays short while drops pile up behind it
+(measured: 367 store messages, 36,700 drops, with the parse queue empty and limited to 100).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ from kombu import Connection
 from shared.ledger import chunked
 from shared.queues import Queue, TaskName
 
+PACED_QUEUES = (Queue.PARSE, Queue.STORE)  # not enrichment: a drop is finished before it is enriched
 
-class ParseQueue:
+
+class WorkQueues:
     def __init__(self, app: Celery, *, max_depth: int, batch_size: int) -> None:
         self.app = app
         self.max_depth = max_depth
@@ -21,17 +28,21 @@ class ParseQueue:
         self.conn: Connection | None = None
 
     def depth(self) -> int:
-        """Messages waiting on the parse queue (0 before anyone declared it)."""
+        """Messages waiting on the parse and store queues (a queue nobody declared yet holds none)."""
         if self.conn is None:
             self.conn = self.app.connection_for_write()
+        depth = 0
         try:
-            return self.conn.default_channel.queue_declare(queue=Queue.PARSE.value, passive=True).message_count
-        except self.conn.channel_errors:
-            self.close()  # an AMQP channel is closed by the error: start afresh next time
-            return 0
+            for queue in PACED_QUEUES:
+                try:
+                    depth += self.conn.default_channel.queue_declare(queue=queue.value, passive=True).message_count
+                except self.conn.channel_errors:
+                    self.close()  # an AMQP channel is closed by the error: start afresh
+                    self.conn = self.app.connection_for_write()
         except BaseException:
             self.close()
             raise
+        return depth
 
     def room(self) -> tuple[int, int]:
         """(files that may be taken now, depth): messages up to one over the limit, as the reconciler counts a

@@ -1,6 +1,7 @@
 """The watcher loop: watchdog events and a walk of the drop folders (at start and every rescan interval) find
 files; complete ones are read, recorded in the ledger and enqueued, a transaction of up to TAKE_FILES at a
-time while the parse queue has room; expired leases are re-enqueued.
+time, while the parse and store queues have room and queued drops have not waited half their lease
+(back-pressure); expired leases are re-enqueued, except while those queues are at their limit.
 
 Memory does not grow with a backlog: the walk is resumable and advances only while fewer than READY_CAP
 files wait to be taken (the rest wait on disk), a take holds at most TAKE_BYTES of file contents, and what
@@ -34,7 +35,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from services.watcher.known import KnownFiles, fingerprint
-from services.watcher.pressure import ParseQueue
+from services.watcher.pressure import WorkQueues
 from services.watcher.settle import SettleTracker
 from services.watcher.walk import Walks
 from shared.db import transaction
@@ -102,7 +103,7 @@ class Watcher:
         self.known = KnownFiles()
         self.ready: dict[str, float] = {}  # complete paths to take, in arrival order: when each became ready
         self.walks = Walks(self.roots)
-        self.parse_queue = ParseQueue(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
+        self.queues = WorkQueues(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
                                       batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
         self.paused = self.pause_logged = False
@@ -190,12 +191,12 @@ class Watcher:
             self.admit(path, now)
 
     def room(self) -> int:
-        """Files that may be taken now: none while the parse queue is over its limit, nor while the oldest
-        queued drops (past a batch of stragglers) have waited half their lease, wherever they wait (the parse
-        or the store queue, a worker): more files would only wait until their leases ran out too, and the
-        reconciler would send them again. Pausing is logged when it starts; resuming once there is room for
+        """Files that may be taken now: none while the parse and store queues together are over the limit, nor
+        while the oldest queued drops (past a batch of stragglers) have waited half their lease, wherever they
+        wait: more files would only wait until their leases ran out too, and the reconciler would send them
+        again. Pausing is logged when it starts; resuming once there is room for
         half the limit and half the lease again, not at every message a worker takes off a full queue."""
-        room, depth = self.parse_queue.room()
+        room, depth = self.queues.room()
         lease_s = self.settings.pipeline.lease_s
         left_s = self.lease_left_s()
         self.paused = room == 0 or left_s < lease_s / 2
@@ -203,7 +204,7 @@ class Watcher:
         comfortable = 2 * (limit + 1 - depth) >= limit + 1 and left_s >= 0.75 * lease_s
         if self.paused != self.pause_logged and (self.paused or comfortable):
             self.pause_logged = self.paused
-            log.warning("%s taking files: the parse queue holds %d messages (its limit is %d); the oldest queued "
+            log.warning("%s taking files: the parse and store queues hold %d messages (limit %d); the oldest queued "
                         "drops have %.0f s of their %.0f s lease left", "paused" if self.paused else "resumed",
                         depth, limit, max(left_s, 0.0), lease_s)
         return 0 if self.paused else room
@@ -256,7 +257,7 @@ class Watcher:
             if not read.vanished:
                 self.known.add(fingerprint(read.path, read.size, read.mtime_ns))
         new = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
-        self.parse_queue.send(new)
+        self.queues.send(new)
         log.info("files taken", extra={"files": len(reads), "enqueued": len(new),
                                        "known": sum(not r.is_new for r in registered)})
         return consumed
@@ -275,7 +276,7 @@ class Watcher:
                     wait_s = self.step(time.monotonic())
                 except TransientError as e:  # the database or broker is away: keep the files, try again
                     log.warning("waiting for the database or broker: %s", e)
-                    self.parse_queue.close()
+                    self.queues.close()
                     wait_s = UNREACHABLE_PAUSE_S
                 if wait_s > 0:
                     self.handler.wake.wait(min(wait_s, UNREACHABLE_PAUSE_S))
@@ -285,7 +286,7 @@ class Watcher:
         finally:
             observer.stop()
             observer.join()
-            self.parse_queue.close()
+            self.queues.close()
 
     def step(self, now: float) -> float:
         """One turn of the loop; returns how long to wait for an event before the next turn."""
@@ -298,10 +299,10 @@ class Watcher:
             self.walk(now)
             self.flush(now)
             if rescan:
-                # Not while the parse queue is at its limit (kept there while a backlog waits): its drops are
-                # waiting, not lost. (The reconciler's own test, over the limit, passes whenever a worker has
-                # just taken a message off it.)
-                if (depth := self.parse_queue.depth()) == 0 or depth < self.settings.watcher.max_queue_depth:
+                # Not while the queues are at their limit (kept there while a backlog waits): their drops are
+                # waiting, not lost. (The reconciler's own test, the parse queue over the limit, passes whenever
+                # a worker has just taken a message off it, and misses drops waiting for storage.)
+                if (depth := self.queues.depth()) == 0 or depth < self.settings.watcher.max_queue_depth:
                     reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s

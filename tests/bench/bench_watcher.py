@@ -308,8 +308,8 @@ def format_backlog(r: Figures) -> list[str]:
 def format_deployed(r: Figures) -> list[str]:
     given = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
     return [f"deployed: {r['files']} files, watcher + worker (--concurrency 2) + storage, settings: {given}",
-            f"  all recorded by the watcher after {r['recorded_s']:.1f} s ({r['recorded_per_s']:.0f} files/s, "
-            f"paced by back-pressure), all terminal after {r['done_s']:.1f} s ({r['done_per_s']:.0f} files/s)",
+            f"  all recorded by the watcher after {r['recorded_s']:.1f} s ({r['recorded_per_s']:.0f} files/s, as "
+            f"back-pressure allowed), all terminal after {r['done_s']:.1f} s ({r['done_per_s']:.0f} files/s)",
             f"  re-sent by the reconciler: {r['resent_drops']} drops (at most {r['max_deliveries']} deliveries of "
             f"one); failed: {r['failed']}"]
 

@@ -40,7 +40,7 @@ class FakeIntake:
     def __init__(self, watcher: Watcher, room: int = 10_000) -> None:
         self.room, self.taken, self.calls = room, [], 0
         self.lease_left_s = watcher.settings.pipeline.lease_s
-        watcher.parse_queue.room = lambda: (self.room, 0)  # type: ignore[method-assign]
+        watcher.queues.room = lambda: (self.room, 0)  # type: ignore[method-assign]
         watcher.lease_left_s = lambda: self.lease_left_s  # type: ignore[method-assign]
         watcher.take = self.take  # type: ignore[method-assign]
 
