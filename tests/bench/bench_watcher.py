@@ -6,7 +6,7 @@ Run: python tests/bench/bench_watcher.py [backlog|latency|all|deployed] [--files
 
 Servers as in watcher_rig.py (PostgreSQL 127.0.0.1:5432, Redis db 12); a fresh database and temporary
 folder per run, removed on the way out (Ctrl-C and SIGTERM too). Drop files are distinct versions of
-tests/data/wikinews/*.txt (a numbered paragraph added before the credit line).
+tests/data/wikinews/*.txt, few of them near-duplicates of each other (watcher_rig.Corpus).
 
 backlog: N files (default 100,000) are written, then `newsflow watcher` starts on the folder. Figure: files
 recorded in the ledger per second, from the watcher's start (process start: imports, loading the ledger and
@@ -160,7 +160,8 @@ def restart(env: dict[str, str], folder: Path, files: int, logs: Path) -> Figure
             "restart_peak_rss_mib": mib(sampler.peak)}
 
 
-def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dict[str, str]) -> Figures:
+def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dict[str, str], *,
+                 restart_too: bool = True) -> Figures:
     folder = logs / "backlog"
     folder.mkdir()
     start = time.monotonic()
@@ -177,7 +178,8 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dic
             time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
             figures = take_backlog(env, folder, files, logs)
             flush_broker()
-            figures |= restart(env, folder, files, logs)
+            if restart_too:
+                figures |= restart(env, folder, files, logs)
     finally:
         flush_broker()
         shutil.rmtree(folder)
@@ -299,10 +301,11 @@ def format_backlog(r: Figures) -> list[str]:
         f"reconciler); watcher CPU {r['cpu_s']:.1f} s ({r['cpu_ms_per_1k_files']:.0f} ms per 1k files)",
         f"  watcher RSS: {r['idle_rss_mib']:.1f} MiB watching an empty folder, peak {r['peak_rss_mib']:.1f} MiB "
         f"with the backlog (+{r['rss_growth_mib']:.1f} MiB), {r['end_rss_mib']:.1f} MiB at the end",
+    ] + ([
         f"  restart over the {r['files']} known files: ledger loaded and folder walked {r['restart_walked_s']:.2f} s "
         f"after start (walk {r['restart_walk_s']:.2f} s, {r['restart_walk_cpu_s']:.2f} s CPU), "
         f"{r['restart_new_drops']} new drops, peak RSS {r['restart_peak_rss_mib']:.1f} MiB",
-    ]
+    ] if "restart_walked_s" in r else [])
 
 
 def format_deployed(r: Figures) -> list[str]:
@@ -337,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="all: backlog then latency; deployed: the backlog with worker and storage running")
     parser.add_argument("--files", type=int, default=100_000, help="backlog files (default 100,000)")
     parser.add_argument("--repeat", type=int, default=1, help="backlog runs (default 1)")
+    parser.add_argument("--no-restart", action="store_true", help="backlog: skip the restart over the backlog")
     parser.add_argument("--rate", type=float, help="latency: files/s (default: half the measured capacity)")
     parser.add_argument("--burst", type=int, default=3000, help="latency: files of the capacity burst")
     parser.add_argument("--duration", type=float, default=30.0, help="latency: seconds of steady writing")
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="newsflow-bench-watcher-")))
         if args.phase in ("backlog", "all"):
-            result["backlog"] = [backlog_once(corpus, args.files, run, logs, settings)
+            result["backlog"] = [backlog_once(corpus, args.files, run, logs, settings, restart_too=not args.no_restart)
                                  for run in range(max(1, args.repeat))]
         if args.phase in ("latency", "all"):
             result["latency"] = latency_once(corpus, args.rate, args.duration, args.burst, logs, settings)
