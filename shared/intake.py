@@ -161,7 +161,7 @@ class Registered:
 # One statement text each, whatever the number of files (so PostgreSQL and psycopg prepare it once): the
 # rows travel as one array per column. Drops are inserted in (path, sha256) order, blobs in sha256 order,
 # so two registrations of overlapping files (watcher and `newsflow ingest`) cannot deadlock.
-BLOB_STAGE = "newsflow_blob_stage"
+BLOB_STAGE = "blob_stage"  # a temporary table: this session's own
 CREATE_BLOB_STAGE = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {BLOB_STAGE} (sha256 varchar(64), size bigint, data bytea) "
                      "ON COMMIT DELETE ROWS")
 COPY_BLOBS = f"COPY {BLOB_STAGE} (sha256, size, data) FROM STDIN (FORMAT BINARY)"

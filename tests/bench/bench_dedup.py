@@ -27,13 +27,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
+from common import database
 from sqlalchemy import Engine, event, func, insert, or_, select, update
 
 from services.worker.parsing import parse_drop
@@ -46,7 +46,6 @@ from shared.settings import PIPELINE_VERSION
 from shared.similarity import NUM_PERM, band_keys, jaccard, shingle_hashes, shingles_bytes, signature, sketch
 
 WIKINEWS = Path(__file__).resolve().parents[1] / "data" / "wikinews"
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 THRESHOLD = 0.8
 FILLER_BUDGET_S = 180.0
 CHUNK = 5000
@@ -100,18 +99,6 @@ def build_probes(count: int, rng: random.Random) -> tuple[list[ParsedArticle], l
         raise SystemExit(f"the corpus gives only {len(probes)} probes")
     words = [a.body.split() for _, a in corpus]
     return originals, probes, ([w for ws in words for w in ws], [len(ws) for ws in words])
-
-
-@contextmanager
-def database(name: str) -> Iterator[str]:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def filler_text(rng: random.Random, source: FillerSource) -> tuple[str, list[str]]:
