@@ -21,7 +21,7 @@ class WatcherSettings(BaseModel):
     settle_s: float = Field(2.0, description="A file unchanged in size and mtime this long is complete.")
     rescan_interval_s: float = Field(10.0, description="Full rescan of every drop folder, as a safety net.")
     poll_interval_s: float = Field(0.2, description="How often pending files are checked for settling.")
-    max_queue_depth: int = Field(500, description="Back-pressure: no new files are taken while the parse "
+    max_queue_depth: int = Field(50, description="Back-pressure: no new files are taken while the parse "
                                  "queue holds more messages than this.")
 
 
