@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import psutil
 import psycopg
+from common import service, stop  # noqa: F401  (re-exported for bench_watcher)
 
 from shared.celery_app import create_celery
 
@@ -56,27 +56,6 @@ def database(name: str) -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the services' graceful stop), then SIGKILL if it does not end in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextmanager
-def service(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
-        try:
-            yield proc
-        finally:
-            stop(proc)
 
 
 def wait_log(proc: subprocess.Popen[bytes], log_path: Path, needle: str, timeout_s: float = READY_TIMEOUT_S) -> str:
