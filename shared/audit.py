@@ -16,8 +16,9 @@ class Check:
 
 
 CHECKS = (
-    Check("drops_in_flight", "every drop is terminal, or queued within its lease",
-          "SELECT id, path FROM drops WHERE status = 'queued' AND lease_expires_at < now() ORDER BY id"),
+    Check("drops_in_flight", "every drop is terminal, or queued in a stage: waiting, or picked up within its lease",
+          "SELECT id, path FROM drops WHERE status = 'queued' AND (stage IS NULL OR sent_at IS NULL "
+          "OR (picked_at IS NOT NULL AND lease_expires_at < now())) ORDER BY id"),
     Check("one_article_per_text", "no two articles share a content hash",
           "SELECT content_hash, count(*) FROM articles GROUP BY content_hash HAVING count(*) > 1"),
     Check("articles_have_a_drop", "every article was stored by exactly one drop",
@@ -28,6 +29,17 @@ CHECKS = (
     Check("failures_say_why", "every rejected or failed drop has a reason and a detail",
           "SELECT id, path FROM drops WHERE status IN ('rejected', 'failed') "
           "AND (reason IS NULL OR detail IS NULL) ORDER BY id"),
+    Check("enrichments_in_flight", "every pending enrichment waits, or is picked up within its lease",
+          "SELECT id FROM articles WHERE enrichment_status = 'pending' "
+          "AND enrich_picked_at IS NOT NULL AND enrich_lease_expires_at < now() ORDER BY id"),
+    Check("enriched_means_recorded", "every enriched article has its version and time",
+          "SELECT id FROM articles WHERE enrichment_status = 'enriched' "
+          "AND (enrichment_version IS NULL OR enriched_at IS NULL) ORDER BY id"),
+    Check("enrichment_failures_say_why", "every failed enrichment keeps its error",
+          "SELECT id FROM articles WHERE enrichment_status = 'failed' AND enrichment_error IS NULL ORDER BY id"),
+    Check("entities_of_enriched_only", "only articles enriched at least once have entities",
+          "SELECT DISTINCT e.article_id FROM article_entities e JOIN articles a ON a.id = e.article_id "
+          "WHERE a.enrichment_version IS NULL ORDER BY 1"),
     Check("one_canonical_per_cluster", "every article is in a cluster with exactly one canonical article",
           "SELECT coalesce(cluster_id, -id), count(*) FILTER (WHERE is_canonical) FROM articles "
           "GROUP BY coalesce(cluster_id, -id) HAVING count(*) FILTER (WHERE is_canonical) <> 1"),

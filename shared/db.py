@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import CursorResult, Engine, create_engine
+from sqlalchemy import ColumnElement, CursorResult, Engine, create_engine, func
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,3 +62,8 @@ def int_array(values: Iterable[int]) -> str:
     """A PostgreSQL array literal of integers, for a `%(name)s::bigint[]` parameter: for integers, text is
     cheaper to build than binary (psycopg packs a binary array element by element)."""
     return "{" + ",".join(map(str, values)) + "}"
+
+
+def interval(seconds: float) -> ColumnElement:
+    """`seconds` as a PostgreSQL interval, for expressions such as `now() + interval(lease_s)`."""
+    return func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))

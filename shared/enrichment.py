@@ -1,23 +1,29 @@
-"""Enrichment bookkeeping: which stored articles still need enriching, and sending them.
+"""The enrichment ledger: which stored articles still need enriching, sending them, and their failures.
 
-Articles are enriched after they are stored (a duplicate never costs NER). The enrichment queue is
-transport like every other: an article without enrichment after its lease is sent again.
+Articles are enriched after they are stored (a duplicate never costs NER), with the drops' bookkeeping
+(shared/ledger.py): storage records each new article as sent when it sends it; the enricher counts its
+pickup (`enrich_deliveries`) in its own transaction, which starts the lease. The reconciler re-sends an
+article whose lease ran out after a pickup (`enrich_retries`, alone, failed at MAX_RETRIES) and one never
+picked up while the enrichment queue is empty (a lost message). An article whose enrichment raises ends
+`enrichment_status = failed` with `enrichment_error` kept; it stays stored and served, and
+`newsflow replay --enrichment` sends it again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from celery import Celery
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from shared.db import transaction
-from shared.ledger import chunked
+from shared.celery_app import queue_depth
+from shared.db import interval, transaction
+from shared.ledger import MAX_RETRIES, chunked
 from shared.models import Article
-from shared.queues import TaskName
-from shared.records import EnrichInput
+from shared.queues import Queue, TaskName
+from shared.records import EnrichInput, EnrichmentStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -29,40 +35,103 @@ def dispatch_enrichment(app: Celery, items: Sequence[EnrichInput], *, batch_size
 
 
 def needs_enrichment(version: str | None):
-    """Never enriched, or (when a version is given) enriched by another version."""
+    """Not enriched yet (pending), or (when a version is given) enriched by another version."""
+    pending = Article.enrichment_status == EnrichmentStatus.PENDING
     if version is None:
-        return Article.enrichment_version.is_(None)
-    return Article.enrichment_version.is_distinct_from(version)
+        return pending
+    return pending | ((Article.enrichment_status == EnrichmentStatus.ENRICHED)
+                      & Article.enrichment_version.is_distinct_from(version))
 
 
-def claim_unenriched(session: Session, *, lease_s: float, version: str | None = None, limit: int = 500
-                     ) -> list[EnrichInput]:
-    """Claim articles to (re-)enrich whose lease ran out; SKIP LOCKED makes concurrent claimers safe."""
-    lease = func.make_interval(0, 0, 0, 0, 0, 0, lease_s)
-    # Storage stores each article with a lease already running (it sends the article itself);
-    # storing an enrichment clears the lease.
-    due = (
-        select(Article.id)
-        .where(needs_enrichment(version),
-               Article.enrich_lease_expires_at.is_(None) | (Article.enrich_lease_expires_at < func.now()))
-        .order_by(Article.id).limit(limit).with_for_update(skip_locked=True)
-    )
+PICK_UP = text("""
+    UPDATE articles SET enrich_picked_at = now(), enrich_deliveries = enrich_deliveries + 1,
+           enrich_lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision))
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND enrichment_status = 'pending'
+    RETURNING id""")
+FAIL = text("""
+    UPDATE articles SET enrichment_status = 'failed', enrichment_error = u.error, enrich_picked_at = NULL,
+           enrich_lease_expires_at = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS u(id, error)
+    WHERE articles.id = u.id AND articles.enrichment_status = 'pending'""")
+
+
+def pick_up_enrichment(session: Session, article_ids: Sequence[int], *, lease_s: float) -> set[int]:
+    """The enricher takes these articles: counted, the lease starts. Returns those still pending."""
+    return set(session.execute(PICK_UP, {"lease_s": float(lease_s), "ids": sorted(article_ids)}).scalars())
+
+
+def fail_enrichment(session: Session, errors: Mapping[int, str]) -> None:
+    """Permanent failures: the articles stay stored and served, `failed` with the error kept (replayable)."""
+    if errors:
+        ids = sorted(errors)
+        session.execute(FAIL, {"ids": ids, "errors": [errors[i][:2000] for i in ids]})
+        log.error("enrichment failed", extra={"article_ids": ids, "errors": [errors[i] for i in ids]})
+
+
+def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, version: str | None = None,
+                     limit: int = 500, all_pending: bool = False) -> list[tuple[EnrichInput, int]]:
+    """Claim articles to send (again), as (item, retries): pending ones whose lease ran out after a pickup (a
+    retry; failed at MAX_RETRIES), pending ones never picked up whose message was lost (sent over a lease ago
+    while the queue is empty), every pending one (after the broker lost every message), and with a version,
+    those enriched by another (a backfill). SKIP LOCKED makes concurrent claimers safe."""
+    pending = Article.enrichment_status == EnrichmentStatus.PENDING
+    expired = and_(Article.enrich_picked_at.is_not(None), Article.enrich_lease_expires_at < func.now())
+    unsent = Article.enrich_sent_at.is_(None)
+    lost = or_(unsent, Article.enrich_sent_at < func.now() - interval(lease_s)) if queue_idle else unsent
+    due = and_(pending, or_(expired, and_(Article.enrich_picked_at.is_(None), lost))) if not all_pending else pending
+    if version is not None:
+        due = or_(due, and_(Article.enrichment_status == EnrichmentStatus.ENRICHED,
+                            Article.enrichment_version.is_distinct_from(version)))
+    claimable = select(Article.id).where(due).order_by(Article.id).limit(limit).with_for_update(skip_locked=True)
     rows = session.execute(
-        update(Article).where(Article.id.in_(due.scalar_subquery()))
-        .values(enrich_lease_expires_at=func.now() + lease)
-        .returning(Article.id, Article.title, Article.body)
+        update(Article).where(Article.id.in_(claimable.scalar_subquery()))
+        .values(enrich_retries=Article.enrich_retries + case((and_(pending, expired), 1), else_=0),
+                enrichment_status=EnrichmentStatus.PENDING, enrich_sent_at=func.now(), enrich_picked_at=None,
+                enrich_lease_expires_at=None)
+        .returning(Article.id, Article.title, Article.body, Article.enrich_retries)
     ).all()
+    exhausted = {r.id: f"the enricher took it and did not finish, {MAX_RETRIES} times; replay it after a fix"
+                 for r in rows if r.enrich_retries >= MAX_RETRIES}
+    fail_enrichment(session, exhausted)
+    return [(EnrichInput(article_id=r.id, title=r.title, body=r.body), r.enrich_retries)
+            for r in sorted(rows, key=lambda r: r.id) if r.id not in exhausted]
+
+
+def reconcile_enrichment(runtime: Runtime, *, version: str | None = None, limit: int = 500,
+                         all_pending: bool = False) -> int:
+    """Send articles whose enrichment was not finished in time or whose message was lost (or, with a
+    version, is outdated). An article re-sent after a pickup goes alone, so one that kills the enricher
+    does not take a batch down with it again."""
+    idle = all_pending or queue_depth(runtime.celery, Queue.ENRICH) == 0
+    with transaction(runtime.sessions) as session:
+        claimed = claim_enrichment(session, lease_s=runtime.settings.pipeline.lease_s, queue_idle=idle,
+                                   version=version, limit=limit, all_pending=all_pending)
+    batch_size = runtime.settings.pipeline.batch_size
+    dispatch_enrichment(runtime.celery, [item for item, retries in claimed if not retries], batch_size=batch_size)
+    dispatch_enrichment(runtime.celery, [item for item, retries in claimed if retries], batch_size=1)
+    if claimed and version is None:
+        log.warning("re-sent articles whose enrichment was not finished or whose message was lost",
+                    extra={"count": len(claimed), "retried": sum(r > 0 for _, r in claimed)})
+    return len(claimed)
+
+
+REQUEUE = text("""
+    UPDATE articles SET enrichment_status = 'pending', enrichment_error = NULL, enrich_retries = 0,
+           enrich_sent_at = now(), enrich_picked_at = NULL, enrich_lease_expires_at = NULL
+    WHERE enrichment_status = 'failed' AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(CAST(:ids AS bigint[])))
+    RETURNING id, title, body""")
+
+
+def requeue_failed_enrichment(session: Session, article_ids: Sequence[int] = ()) -> list[EnrichInput]:
+    """Failed enrichments (all, or these articles) back to pending, as sent: the caller sends them."""
+    rows = session.execute(REQUEUE, {"ids": sorted(article_ids) or None}).all()
     return [EnrichInput(article_id=r.id, title=r.title, body=r.body) for r in sorted(rows, key=lambda r: r.id)]
 
 
-def reconcile_enrichment(runtime: Runtime, *, version: str | None = None, limit: int = 500) -> int:
-    """Send articles whose enrichment is missing (or, with a version, outdated) and not in flight."""
-    with transaction(runtime.sessions) as session:
-        items = claim_unenriched(session, lease_s=runtime.settings.pipeline.lease_s, version=version, limit=limit)
-    dispatch_enrichment(runtime.celery, items, batch_size=runtime.settings.pipeline.batch_size)
-    if items and version is None:
-        log.warning("re-enqueued articles whose enrichment was lost", extra={"count": len(items)})
-    return len(items)
+def failed_enrichments(session: Session, article_ids: Sequence[int]) -> list[tuple[int, str]]:
+    rows = session.execute(select(Article.id, Article.enrichment_error).where(
+        Article.id.in_(article_ids), Article.enrichment_status == EnrichmentStatus.FAILED).order_by(Article.id))
+    return [(r.id, r.enrichment_error or "") for r in rows]
 
 
 def count_unenriched(session: Session, article_ids: Sequence[int] | None = None, version: str | None = None) -> int:

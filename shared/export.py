@@ -58,6 +58,7 @@ def article_record(article: Article, drops: list[DropLineage], cluster: list[int
         language=article.language, word_count=article.word_count, reading_time_min=article.reading_time_min,
         summary=article.summary, keywords=article.keywords, countries=article.countries, tone=article.tone,
         entities=entities if enriched else None, enrichment_version=article.enrichment_version,
+        enrichment_status=article.enrichment_status, enrichment_error=article.enrichment_error,
         id=article.id, content_hash=article.content_hash, title=article.title,
         published_on=article.published_on, source=article.source, source_raw=article.source_raw,
         paragraphs=article.paragraphs, body=article.body, warnings=article.warnings,

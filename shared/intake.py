@@ -169,10 +169,10 @@ INSERT_BLOBS = (f"INSERT INTO blobs (sha256, size, data) SELECT sha256, size, da
                 "ON CONFLICT (sha256) DO NOTHING")
 LZ4_AVAILABLE = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
 INSERT_DROPS = text("""
-    INSERT INTO drops (path, sha256, size, mtime_ns, host, status, reason, detail, finished_at, lease_expires_at)
+    INSERT INTO drops (path, sha256, size, mtime_ns, host, status, reason, detail, finished_at, stage, sent_at)
     SELECT path, sha256, size, mtime_ns, CAST(:host AS text), status, reason, detail,
            CASE WHEN status = 'queued' THEN NULL ELSE now() END,
-           CASE WHEN status = 'queued' THEN now() + make_interval(secs => CAST(:lease_s AS double precision)) END
+           CASE WHEN status = 'queued' THEN 'parse' END, CASE WHEN status = 'queued' THEN now() END
     FROM unnest(CAST(:path AS text[]), CAST(:sha256 AS varchar[]), CAST(:size AS bigint[]),
                 CAST(:mtime_ns AS bigint[]), CAST(:status AS varchar[]), CAST(:reason AS varchar[]),
                 CAST(:detail AS text[])) AS t(path, sha256, size, mtime_ns, status, reason, detail)
@@ -215,8 +215,7 @@ def _drop_state(read: FileRead, max_bytes: int) -> tuple[DropStatus, str | None,
     return DropStatus.QUEUED, None, None
 
 
-def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, lease_s: float,
-                   max_bytes: int) -> list[Registered]:
+def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, max_bytes: int) -> list[Registered]:
     """Record files in the ledger: one drop per (path, content); a file seen before is not new.
 
     Returns one entry per distinct (path, content) read, in the order read (a vanished file, which has no
@@ -228,7 +227,7 @@ def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, le
     _insert_blobs(session, {r.sha256: r.data for r in reads if r.data is not None and r.sha256})
     states = [_drop_state(r, max_bytes) for r in reads]
     inserted = session.execute(INSERT_DROPS, {
-        "host": host, "lease_s": float(lease_s), "path": [r.path for r in reads], "sha256": [r.sha256 for r in reads],
+        "host": host, "path": [r.path for r in reads], "sha256": [r.sha256 for r in reads],
         "size": [r.size for r in reads], "mtime_ns": [r.mtime_ns for r in reads],
         "status": [s[0].value for s in states], "reason": [s[1] for s in states], "detail": [s[2] for s in states],
     }).all()

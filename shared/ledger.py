@@ -1,7 +1,14 @@
 """The drop ledger in PostgreSQL is the system of record; the broker only carries work.
 
-Dispatching sends drop ids in batches; the reconciler re-sends drops whose lease ran out (a lost
-message, a killed worker, a restarted broker). Both are safe to run from several places at once.
+Each queued drop records its stage (`parse`, then `store`), when its message was sent and when a worker
+picked it up. A pickup is counted (`deliveries`) in the worker's own transaction and starts the drop's
+lease. The reconciler re-sends two kinds of drops, from parsing (storage needs the worker's outcome):
+- picked up and not finished within the lease (a killed or stuck worker): `retries` counts these
+  re-sends, each goes alone (one file that kills its worker must not take a batch down again), and the
+  MAX_RETRIES-th fails the drop (`retries_exhausted`) instead;
+- never picked up, sent longer than a lease ago, while its stage's queue is empty: a lost message.
+  A drop waiting in a long queue is neither, so a slow queue is never flooded with copies nor fails a drop.
+Both are safe to run from several places at once (SKIP LOCKED).
 """
 
 from __future__ import annotations
@@ -12,21 +19,21 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from celery import Celery
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.celery_app import queue_depth
-from shared.db import transaction
+from shared.db import interval, transaction
 from shared.intake import read_file
 from shared.models import Blob, Drop
-from shared.queues import Queue, TaskName
-from shared.records import DropStatus
+from shared.queues import STAGE_QUEUES, TaskName
+from shared.records import DropStatus, Stage
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-MAX_DELIVERIES = 5  # a drop whose batch kept dying this often is failed, not retried forever
+MAX_RETRIES = 5  # a drop whose worker kept dying with it is failed after this many re-sends, not retried forever
 
 
 def chunked(ids: Sequence[int], size: int) -> Iterable[list[int]]:
@@ -43,54 +50,82 @@ def dispatch(app: Celery, drop_ids: Sequence[int], *, batch_size: int) -> int:
     return sent
 
 
-def claim_expired(session: Session, *, lease_s: float, limit: int = 1000, all_queued: bool = False
-                  ) -> list[tuple[int, int]]:
-    """Renew the lease of queued drops whose lease ran out (or all queued ones); returns (id, deliveries).
+PICK_UP = text("""
+    UPDATE drops SET stage = :stage, picked_at = now(), deliveries = deliveries + 1,
+           lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision))
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'
+    RETURNING id""")
+HAND_OVER = text("""
+    UPDATE drops SET stage = :stage, sent_at = now(), picked_at = NULL, lease_expires_at = NULL
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'""")
 
-    SKIP LOCKED lets several reconcilers run at once without claiming the same drop twice.
-    """
+
+def pick_up(session: Session, drop_ids: Sequence[int], stage: Stage, *, lease_s: float) -> set[int]:
+    """A worker takes these drops in this stage: counted, its lease starts. Returns those still queued."""
+    return set(session.execute(PICK_UP, {"stage": stage.value, "lease_s": float(lease_s),
+                                         "ids": sorted(drop_ids)}).scalars())
+
+
+def hand_over(session: Session, drop_ids: Sequence[int], stage: Stage) -> None:
+    """These drops are sent on to the next stage (commit before sending: the message may be taken at once)."""
+    session.execute(HAND_OVER, {"stage": stage.value, "ids": sorted(drop_ids)})
+
+
+def claim_for_resend(session: Session, *, lease_s: float, idle_stages: Sequence[Stage] = (), limit: int = 1000,
+                     all_queued: bool = False) -> list[tuple[int, int]]:
+    """Claim queued drops to send again, as (id, retries): those whose lease ran out after a pickup (a retry,
+    counted; failed at MAX_RETRIES), those never picked up in an idle stage and sent over a lease ago (lost
+    messages), or all queued ones (after the broker lost every message). Each goes back to parsing."""
+    expired = and_(Drop.picked_at.is_not(None), Drop.lease_expires_at < func.now())
+    lost = and_(Drop.picked_at.is_(None), Drop.stage.in_(idle_stages), Drop.sent_at < func.now() - interval(lease_s))
     due = select(Drop.id).where(Drop.status == DropStatus.QUEUED)
     if not all_queued:
-        due = due.where(Drop.lease_expires_at < func.now())
+        due = due.where(or_(expired, lost))
     due = due.order_by(Drop.id).limit(limit).with_for_update(skip_locked=True)
     claimed = session.execute(
         update(Drop).where(Drop.id.in_(due.scalar_subquery()))
-        .values(attempts=Drop.attempts + 1, lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s))
-        .returning(Drop.id, Drop.attempts)
+        .values(retries=Drop.retries + case((expired, 1), else_=0), stage=Stage.PARSE,
+                sent_at=func.now(), picked_at=None, lease_expires_at=None)
+        .returning(Drop.id, Drop.retries)
     ).all()
-    exhausted = [row.id for row in claimed if row.attempts >= MAX_DELIVERIES]
+    exhausted = [row.id for row in claimed if row.retries >= MAX_RETRIES]
     if exhausted:
         session.execute(
             update(Drop).where(Drop.id.in_(exhausted)).values(
                 status=DropStatus.FAILED, reason="retries_exhausted", finished_at=func.now(),
-                detail=f"not finished after {MAX_DELIVERIES} deliveries; replay it after a fix",
+                detail=f"a worker took it and did not finish, {MAX_RETRIES} times; replay it after a fix",
             )
         )
         log.error("drops failed after repeated deliveries", extra={"drop_ids": exhausted})
-    return sorted((row.id, row.attempts) for row in claimed if row.attempts < MAX_DELIVERIES)
+    return sorted((row.id, row.retries) for row in claimed if row.retries < MAX_RETRIES)
 
 
-def parse_backlog(runtime: Runtime) -> int:
-    """Messages waiting on the parse queue beyond the back-pressure limit (0 when there is room)."""
-    return max(0, queue_depth(runtime.celery, Queue.PARSE) - runtime.settings.watcher.max_queue_depth)
+def idle_stages(app: Celery) -> list[Stage]:
+    """The drop stages whose queue is empty: a drop there that no worker picked up lost its message."""
+    return [stage for stage in (Stage.PARSE, Stage.STORE) if queue_depth(app, STAGE_QUEUES[stage]) == 0]
 
 
 def reconcile(runtime: Runtime, *, all_queued: bool = False) -> int:
-    """Re-send queued drops whose lease ran out (or all, after the broker lost every message).
-
-    A drop re-sent before and still not done goes alone, so one file that kills its worker does not
-    take the rest of its batch down with it.
-    """
+    """Re-send queued drops whose worker did not finish them in time, or whose message was lost (or all,
+    after the broker lost every message)."""
     pipeline = runtime.settings.pipeline
-    if not all_queued and parse_backlog(runtime):
-        return 0  # a deep queue is slow, not lost: leases run out while messages wait their turn
+    idle = [] if all_queued else idle_stages(runtime.celery)
     with transaction(runtime.sessions) as session:
-        claimed = claim_expired(session, lease_s=pipeline.lease_s, all_queued=all_queued)
+        claimed = claim_for_resend(session, lease_s=pipeline.lease_s, idle_stages=idle, all_queued=all_queued)
     if claimed:
-        log.warning("re-enqueued drops whose messages were lost", extra={"count": len(claimed)})
-    dispatch(runtime.celery, [i for i, attempts in claimed if attempts <= 1], batch_size=pipeline.batch_size)
-    dispatch(runtime.celery, [i for i, attempts in claimed if attempts > 1], batch_size=1)
+        log.warning("re-sent drops a worker did not finish or whose message was lost",
+                    extra={"count": len(claimed), "retried": sum(r > 0 for _, r in claimed)})
+    dispatch(runtime.celery, [i for i, retries in claimed if not retries], batch_size=pipeline.batch_size)
+    dispatch(runtime.celery, [i for i, retries in claimed if retries], batch_size=1)
     return len(claimed)
+
+
+UNFINISHED = text("SELECT count(*) FROM drops WHERE status = 'queued'")
+
+
+def unfinished_drops(session: Session) -> int:
+    """Drops the pipeline owes, in every stage (what back-pressure counts; the partial index answers it)."""
+    return session.execute(UNFINISHED).scalar_one()
 
 
 def status_counts(session: Session, drop_ids: Sequence[int]) -> Counter[DropStatus]:
@@ -136,15 +171,15 @@ def missing_bytes(session: Session, drops: Sequence[Drop], max_bytes: int) -> di
     return problems
 
 
-def requeue_for_replay(session: Session, drops: Sequence[Drop], *, lease_s: float, max_bytes: int
+def requeue_for_replay(session: Session, drops: Sequence[Drop], *, max_bytes: int
                        ) -> tuple[list[int], dict[int, str]]:
     """Put rejected or failed drops back to `queued`; returns the ids to dispatch and the ones left, with why."""
     problems = missing_bytes(session, drops, max_bytes)
     ids = [d.id for d in drops if d.id not in problems]
     if ids:
         session.execute(update(Drop).where(Drop.id.in_(ids)).values(
-            status=DropStatus.QUEUED, reason=None, detail=None, article_id=None, finished_at=None, attempts=0,
-            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+            status=DropStatus.QUEUED, reason=None, detail=None, article_id=None, finished_at=None, retries=0,
+            stage=Stage.PARSE, sent_at=func.now(), picked_at=None, lease_expires_at=None,
         ))
     return ids, problems
 

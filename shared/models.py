@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.records import DropStatus
+from shared.records import DropStatus, EnrichmentStatus, Stage
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -85,7 +85,16 @@ class Article(Base):
     tone: Mapped[float | None]
     enrichment_version: Mapped[str | None] = mapped_column(String(16))
     enriched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enrichment_status: Mapped[EnrichmentStatus] = mapped_column(
+        Enum(EnrichmentStatus, native_enum=False, length=8, values_callable=lambda e: [m.value for m in e]),
+        server_default=text("'pending'"))
+    enrichment_error: Mapped[str | None] = mapped_column(Text, doc="Why enrichment failed, when it did")
+    # The enrichment ledger, as the drops' (below): sent, picked up, its lease from the pickup, counts.
+    enrich_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enrich_picked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enrich_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enrich_deliveries: Mapped[int] = mapped_column(server_default=text("0"))
+    enrich_retries: Mapped[int] = mapped_column(server_default=text("0"))
     created_at: Mapped[datetime] = _now()
 
     __table_args__ = (
@@ -94,6 +103,8 @@ class Article(Base):
         Index("ix_articles_keywords", "keywords", postgresql_using="gin"),
         Index("ix_articles_countries", "countries", postgresql_using="gin"),
         Index("ix_articles_enrichment_version", "enrichment_version"),
+        Index("ix_articles_enrich_unfinished", "enrich_sent_at",
+              postgresql_where=text("enrichment_status = 'pending'")),
     )
 
 
@@ -163,13 +174,21 @@ class Drop(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id"))
-    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    # While queued: the stage it is in, when its message was sent and when a worker picked it up (None:
+    # waiting in the queue); its lease runs from the pickup. `deliveries` counts pickups, `retries` the
+    # re-sends after a lease ran out (capped: shared.ledger.MAX_RETRIES).
+    stage: Mapped[Stage | None] = mapped_column(
+        Enum(Stage, native_enum=False, length=8, values_callable=lambda e: [m.value for m in e]))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    picked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deliveries: Mapped[int] = mapped_column(server_default=text("0"))
+    retries: Mapped[int] = mapped_column(server_default=text("0"))
     discovered_at: Mapped[datetime] = _now()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("path", "sha256", name="uq_drops_path_sha256"),
         Index("ix_drops_article_id", "article_id"),
-        Index("ix_drops_queued_lease", "lease_expires_at", postgresql_where=text("status = 'queued'")),
+        Index("ix_drops_unfinished", "stage", "sent_at", postgresql_where=text("status = 'queued'")),
     )

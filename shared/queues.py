@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.records import Stage
+
 
 class Queue(StrEnum):
     PARSE = "newsflow.parse"
@@ -24,3 +26,5 @@ ROUTES = {
     TaskName.STORE: Queue.STORE,
     TaskName.STORE_ENRICHMENTS: Queue.STORE,
 }
+
+STAGE_QUEUES = {Stage.PARSE: Queue.PARSE, Stage.STORE: Queue.STORE, Stage.ENRICH: Queue.ENRICH}

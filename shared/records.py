@@ -22,6 +22,22 @@ class DropStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(s for s in DropStatus if s is not DropStatus.QUEUED)
 
 
+class Stage(StrEnum):
+    """Where an unfinished item waits or is worked on: drops are parsed, then stored; articles enriched."""
+
+    PARSE = "parse"
+    STORE = "store"
+    ENRICH = "enrich"
+
+
+class EnrichmentStatus(StrEnum):
+    """An article's enrichment (SPEC section 6): `failed` keeps `enrichment_error` and can be replayed."""
+
+    PENDING = "pending"
+    ENRICHED = "enriched"
+    FAILED = "failed"
+
+
 class RejectReason(StrEnum):
     """Hard problems: the file is not stored as an article (SPEC section 1)."""
 
@@ -120,6 +136,8 @@ class ArticleRecord(BaseModel):
     cluster: list[int] = Field(default_factory=list, description="Ids of every article in the cluster.")
     pipeline_version: str
     enrichment_version: str | None = None
+    enrichment_status: EnrichmentStatus = EnrichmentStatus.PENDING
+    enrichment_error: str | None = Field(default=None, description="Why enrichment failed, when it did.")
     drops: list[DropLineage]
 
 

@@ -21,8 +21,6 @@ class WatcherSettings(BaseModel):
     settle_s: float = Field(2.0, description="A file unchanged in size and mtime this long is complete.")
     rescan_interval_s: float = Field(10.0, description="Full rescan of every drop folder, as a safety net.")
     poll_interval_s: float = Field(0.2, description="How often pending files are checked for settling.")
-    max_queue_depth: int = Field(50, description="Back-pressure: no new files are taken while the parse "
-                                 "queue holds more messages than this.")
 
 
 class PipelineSettings(BaseModel):
@@ -30,8 +28,11 @@ class PipelineSettings(BaseModel):
     batch_size: int = Field(100, description="Drops carried per message (and per transaction): 100 keeps a "
                             "Celery hop and a storage transaction well under 10% of a drop's cost (bench_storage).")
     batch_wait_s: float = Field(0.2, description="Longest a ready drop waits for its batch to fill.")
-    lease_s: float = Field(60.0, description="A queued drop not terminal after this long is re-enqueued "
-                           "(back-pressure keeps the queue shorter than this).")
+    lease_s: float = Field(60.0, description="A drop or article a worker picked up and did not finish in this "
+                           "long is sent again; one never picked up is sent again this long after its message, if "
+                           "its queue is empty (the message was lost).")
+    max_unfinished: int = Field(5000, description="Back-pressure: the watcher and `ingest` take no new files while "
+                                "the pipeline owes this many drops (parse and store stages, from the ledger).")
 
 
 class DedupSettings(BaseModel):

@@ -24,12 +24,11 @@ from services.cli.ingest import (
 )
 from services.cli.operator import audit, replay
 from services.cli.processes import Supervisor, child_env, exec_service
-from services.cli.system import start_local_services, system
+from services.cli.system import resend_all, start_local_services, system
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
 from shared.db import transaction
 from shared.export import iter_articles, iter_drops
-from shared.ledger import reconcile
 from shared.logging import setup_logging
 from shared.runtime import Runtime
 from shared.settings import ENRICHMENT_VERSION, Settings
@@ -55,7 +54,7 @@ def up(drops: tuple[Path, ...], workers: int | None) -> None:
     setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
     with system(settings) as (settings, servers):
         if servers.fresh_broker:
-            reconcile(Runtime(settings), all_queued=True)
+            resend_all(Runtime(settings))
         extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in settings.drop_dirs])}
         env = child_env(*settings.require_urls(), extra)
         stop = _stop_on_signals()
@@ -99,7 +98,7 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
             if servers.fresh_broker:
-                reconcile(runtime, all_queued=True)
+                resend_all(runtime)
             report = IngestReport()
             enqueue_paths(runtime, paths, report)
             if wait:

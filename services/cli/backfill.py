@@ -1,8 +1,8 @@
 """`newsflow enrich --backfill`: re-enrich articles of an older enrichment version, a window at a time.
 
 Resumable by construction: progress is the articles' own `enrichment_version`, so a re-run after an
-interruption picks up what is left (articles claimed by the interrupted run come back when their
-lease runs out).
+interruption picks up what is left (articles it sent are pending, and come back as lost messages if they
+were).
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from sqlalchemy import func, select
-
-from shared.enrichment import count_unenriched, needs_enrichment, reconcile_enrichment
-from shared.models import Article
+from shared.enrichment import count_unenriched, reconcile_enrichment
 from shared.runtime import Runtime
 from shared.settings import ENRICHMENT_VERSION
 
@@ -23,10 +20,7 @@ POLL_INTERVAL_S = 0.2
 
 def in_flight(runtime: Runtime) -> int:
     with runtime.sessions() as session:
-        return session.execute(
-            select(func.count()).select_from(Article)
-            .where(needs_enrichment(ENRICHMENT_VERSION), Article.enrich_lease_expires_at > func.now())
-        ).scalar_one()
+        return count_unenriched(session)  # pending: sent, or waiting to be
 
 
 def backfill(runtime: Runtime, *, window: int, progress: bool, dead_services: Callable[[], list[str]] = list) -> int:

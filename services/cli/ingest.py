@@ -18,7 +18,7 @@ from shared.db import transaction
 from shared.enrichment import count_unenriched, reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import FileRead, iter_candidates, read_file, register_reads
-from shared.ledger import dispatch, parse_backlog, reconcile, status_counts
+from shared.ledger import dispatch, reconcile, status_counts, unfinished_drops
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES, DropStatus
 from shared.runtime import Runtime
@@ -68,18 +68,22 @@ def read_chunk(files: deque[Path], max_bytes: int) -> list[FileRead]:
     return reads
 
 
+def owed(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return unfinished_drops(session)
+
+
 def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport) -> None:
     settings = runtime.settings.pipeline
     host = socket.gethostname()
     files = deque(f for p in paths for f in iter_candidates(p))
     report.files = len(files)
     while files:
-        while parse_backlog(runtime):  # back-pressure: leases start when the drops are sent
+        while owed(runtime) >= settings.max_unfinished:  # back-pressure, as the watcher's
             time.sleep(POLL_INTERVAL_S)
         reads = read_chunk(files, settings.max_bytes)
         with transaction(runtime.sessions) as session:
-            registered = register_reads(session, reads, host=host, lease_s=settings.lease_s,
-                                        max_bytes=settings.max_bytes)
+            registered = register_reads(session, reads, host=host, max_bytes=settings.max_bytes)
         report.new += sum(r.is_new for r in registered)
         report.drop_ids += [r.drop_id for r in registered]
         to_send = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]

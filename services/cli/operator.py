@@ -13,6 +13,13 @@ from services.cli.system import start_local_services, system
 from shared.audit import format_findings, run_audit
 from shared.celery_app import wait_for_nodes
 from shared.db import transaction
+from shared.enrichment import (
+    count_unenriched,
+    dispatch_enrichment,
+    failed_enrichments,
+    reconcile_enrichment,
+    requeue_failed_enrichment,
+)
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
 from shared.logging import setup_logging
 from shared.records import DropStatus
@@ -41,15 +48,21 @@ def audit(as_json: bool) -> None:
 @click.option("--status", "statuses", multiple=True, type=click.Choice([s.value for s in REPLAYABLE]),
               help="Only drops in this state (repeatable; default both).")
 @click.option("--reason", help="Only drops with this reason code, e.g. not_text or retries_exhausted.")
-@click.option("--id", "ids", multiple=True, type=int, help="Only this drop (repeatable).")
+@click.option("--id", "ids", multiple=True, type=int,
+              help="Only this drop (repeatable); with --enrichment, this article.")
+@click.option("--enrichment", is_flag=True, help="Failed enrichments instead of drops (all, or --id's articles).")
 @click.option("--all", "everything", is_flag=True, help="Every rejected and failed drop.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the replayed drops and report (default).")
 @click.option("--workers", type=int, default=None,
               help="Local worker processes to run meanwhile (default: the setting with embedded servers, "
                    "0 when URLs point at a running system).")
-def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], everything: bool, wait: bool,
-           workers: int | None) -> None:
-    """Run rejected or failed drops through the pipeline again, after a fix."""
+def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], enrichment: bool, everything: bool,
+           wait: bool, workers: int | None) -> None:
+    """Run rejected or failed drops (or failed enrichments) through the pipeline again, after a fix."""
+    if enrichment:
+        if statuses or reason:
+            raise click.UsageError("--enrichment takes --id (articles) or nothing (every failed enrichment)")
+        return replay_enrichment(ids, wait, workers)
     if not (everything or reason or ids or statuses):
         raise click.UsageError("say which drops: --all, --status, --reason or --id")
     settings = Settings()
@@ -60,8 +73,7 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
         with transaction(runtime.sessions) as session:
             drops = select_replayable(session, statuses=[DropStatus(s) for s in statuses] or REPLAYABLE,
                                       reason=reason, ids=ids)
-            requeued, problems = requeue_for_replay(session, drops, lease_s=pipeline.lease_s,
-                                                    max_bytes=pipeline.max_bytes)
+            requeued, problems = requeue_for_replay(session, drops, max_bytes=pipeline.max_bytes)
         for drop_id, why in problems.items():
             click.echo(f"not replayed: drop {drop_id}: {why}", err=True)
         if workers is None:
@@ -79,3 +91,35 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
     click.echo(f"replayed {len(requeued)} drops" + (f", {len(problems)} could not be" if problems else ""))
     if wait and requeued:
         click.echo(format_report(report))
+
+
+def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | None) -> None:
+    settings = Settings()
+    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        runtime = Runtime(settings)
+        with transaction(runtime.sessions) as session:
+            items = requeue_failed_enrichment(session, article_ids)
+        if workers is None:
+            workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
+        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})) as supervisor:
+            if workers and items:
+                start_local_services(supervisor, workers)
+                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+            dispatch_enrichment(runtime.celery, items, batch_size=settings.pipeline.batch_size)
+            click.echo(f"replayed the enrichment of {len(items)} articles")
+            if wait and items:
+                waiter = Waiter(runtime, progress=sys.stderr.isatty(), dead_services=supervisor.dead)
+                ids = [i.article_id for i in items]
+                waiter.until("articles enriched", len(ids), lambda: pending(runtime, ids),
+                             lambda: reconcile_enrichment(runtime))
+                with runtime.sessions() as session:
+                    failed = failed_enrichments(session, ids)
+                click.echo(f"  enriched {len(ids) - len(failed)}, failed {len(failed)}")
+                for article_id, error in failed:
+                    click.echo(f"  article {article_id}: {error}")
+
+
+def pending(runtime: Runtime, article_ids: list[int]) -> int:
+    with runtime.sessions() as session:
+        return count_unenriched(session, article_ids)

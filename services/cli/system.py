@@ -11,7 +11,10 @@ from pydantic import SecretStr
 from services.cli.processes import Supervisor
 from shared.db import redact_url
 from shared.embedded import EmbeddedServers
+from shared.enrichment import reconcile_enrichment
+from shared.ledger import reconcile
 from shared.migrate import upgrade_to_head
+from shared.runtime import Runtime
 from shared.settings import Settings
 
 log = logging.getLogger("newsflow")
@@ -37,3 +40,10 @@ def start_local_services(supervisor: Supervisor, workers: int, *, watcher: bool 
     supervisor.start("enricher", "enricher", "--concurrency", str(workers))
     if watcher:
         supervisor.start("watcher", "watcher")
+
+
+def resend_all(runtime: Runtime) -> None:
+    """After the broker came up empty (embedded Redis has no persistence): send every unfinished drop and
+    every pending enrichment again; a message that was not lost after all finds its work done."""
+    reconcile(runtime, all_queued=True)
+    reconcile_enrichment(runtime, all_pending=True)

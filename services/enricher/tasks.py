@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 from services.enricher.enrich import Enricher
+from shared.db import transaction
+from shared.enrichment import fail_enrichment, pick_up_enrichment
+from shared.errors import TransientError, transient_boundary
 from shared.queues import TaskName
-from shared.records import EnrichInput
+from shared.records import EnrichInput, Enrichment
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
+MAX_TRANSIENT_RETRIES = 10
+
+
+def enrich_each(enricher: Enricher, items: Sequence[EnrichInput]) -> tuple[list[Enrichment], dict[int, str]]:
+    """The batch's enrichments, and per article that raised, why. A batch that raises is done again one
+    article at a time, so one article the model code cannot take fails alone and the others are enriched."""
+    try:
+        return enricher.enrich(items), {}
+    except Exception as e:
+        if len(items) == 1:
+            log.exception("enrichment failed", extra={"article_id": items[0].article_id})
+            return [], {items[0].article_id: f"enricher: {type(e).__name__}: {e}"}
+    results, errors = [], {}
+    for item in items:
+        done, failed = enrich_each(enricher, [item])
+        results += done
+        errors |= failed
+    return results, errors
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     settings = runtime.settings.enricher
+    lease_s = runtime.settings.pipeline.lease_s
     loaded: list[Enricher] = []
 
     def enricher() -> Enricher:
@@ -24,11 +47,27 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             loaded.append(Enricher(settings.model, batch_size=settings.batch_size))
         return loaded[0]
 
-    # Load in each pool process as it starts, so no task waits for the model.
-    worker_process_init.connect(lambda **_: enricher(), weak=False)
+    def warm_up(**_: object) -> None:  # in each pool process as it starts, so no task waits for the model
+        enricher()
+        runtime.warm_up()
 
-    @app.task(name=TaskName.ENRICH)
+    worker_process_init.connect(warm_up, weak=False)
+
+    @app.task(name=TaskName.ENRICH, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
+              retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
     def enrich_articles(items: list[dict]) -> None:
         decoded = [EnrichInput.model_validate(i) for i in items]
-        results = enricher().enrich(decoded)
-        app.send_task(TaskName.STORE_ENRICHMENTS, kwargs={"enrichments": [r.model_dump(mode="json") for r in results]})
+        with transient_boundary():
+            # The pickup is committed before the work: an article that kills the enricher is counted.
+            with transaction(runtime.sessions) as session:
+                picked = pick_up_enrichment(session, [i.article_id for i in decoded], lease_s=lease_s)
+            todo = [i for i in decoded if i.article_id in picked]
+            if not todo:
+                return
+            results, errors = enrich_each(enricher(), todo)
+            if errors:
+                with transaction(runtime.sessions) as session:
+                    fail_enrichment(session, errors)
+            if results:
+                app.send_task(TaskName.STORE_ENRICHMENTS,
+                              kwargs={"enrichments": [r.model_dump(mode="json") for r in results]})

@@ -42,7 +42,8 @@ UPDATE_ARTICLES = """
 UPDATE articles a SET language = u.language, word_count = u.word_count, reading_time_min = u.reading_time_min,
        summary = u.summary, keywords = ARRAY(SELECT jsonb_array_elements_text(u.keywords::jsonb)),
        countries = ARRAY(SELECT jsonb_array_elements_text(u.countries::jsonb)), tone = u.tone,
-       enrichment_version = u.version, enriched_at = now(), enrich_lease_expires_at = NULL
+       enrichment_version = u.version, enriched_at = now(), enrichment_status = 'enriched', enrichment_error = NULL,
+       enrich_picked_at = NULL, enrich_lease_expires_at = NULL
 FROM unnest(%(ids)b::bigint[], %(languages)b::text[], %(word_counts)b::bigint[], %(reading)b::float8[],
             %(summaries)b::text[], %(keywords)b::text[], %(countries)b::text[], %(tones)b::float8[],
             %(versions)b::text[])

@@ -41,9 +41,9 @@ LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) A
 INSERT_ARTICLES = """
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
                       paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
-                      enrich_lease_expires_at)
+                      enrich_sent_at)
 SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
-       %(version)s, now() + make_interval(secs => %(lease_s)s)
+       %(version)s, now()
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
@@ -104,8 +104,7 @@ def lock_queued(session: Session, drop_ids: Sequence[int]) -> dict[int, str]:
     return {row.id: row.sha256 or "" for row in execute_batch(session, LOCK_QUEUED, {"ids": sorted(drop_ids)})}
 
 
-def insert_articles(session: Session, rows: dict[str, ArticleRow], lease_s: float
-                    ) -> tuple[dict[str, int], set[str]]:
+def insert_articles(session: Session, rows: dict[str, ArticleRow]) -> tuple[dict[str, int], set[str]]:
     """Article id per content hash, and the hashes this call inserted (the rest existed already)."""
     if not rows:
         return {}, set()
@@ -116,7 +115,7 @@ def insert_articles(session: Session, rows: dict[str, ArticleRow], lease_s: floa
         ("encodings", "encoding"), ("primaries", "primary_sha256"))}
     inserted = dict(execute_batch(session, INSERT_ARTICLES, params | {
         "hashes": sorted(rows), "minhashes": [rows[h].minhash for h in sorted(rows)],
-        "shingles": [rows[h].shingles for h in sorted(rows)], "version": PIPELINE_VERSION, "lease_s": lease_s,
+        "shingles": [rows[h].shingles for h in sorted(rows)], "version": PIPELINE_VERSION,
     }).all())
     missing = sorted(set(rows) - set(inserted))
     existing = dict(execute_batch(session, EXISTING_ARTICLES, {"hashes": missing}).all()) if missing else {}
@@ -179,16 +178,17 @@ def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str
     return best
 
 
-def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float, lease_s: float
+def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float
                    ) -> tuple[Counter[str], list[EnrichInput]]:
-    """Write one batch; returns how many drops reached each state, and the new articles to enrich."""
+    """Write one batch; returns how many drops reached each state, and the new articles to enrich (recorded
+    as sent: the caller sends them after the commit)."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):
         log.info("skipped drops already terminal (redelivery)", extra={"skipped": len(outcomes) - len(todo)})
     best = best_per_text(todo, shas)
     rows = {h: ArticleRow.of(o, shas[o.drop_id]) for h, o in best.items()}
-    ids, new = insert_articles(session, rows, lease_s)
+    ids, new = insert_articles(session, rows)
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
     finish_drops(session, updates)
     fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])

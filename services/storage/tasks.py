@@ -12,11 +12,11 @@ from services.storage.enrichments import store_enrichments
 from services.storage.store import store_outcomes
 from shared.clusters import LOCKED_AT
 from shared.db import transaction
-from shared.enrichment import dispatch_enrichment
+from shared.enrichment import dispatch_enrichment, fail_enrichment
 from shared.errors import TransientError, transient_boundary
-from shared.ledger import fail_drops
+from shared.ledger import fail_drops, pick_up
 from shared.queues import TaskName
-from shared.records import DropOutcome, Enrichment
+from shared.records import DropOutcome, Enrichment, Stage
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,11 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         decoded = [DropOutcome.model_validate(o) for o in outcomes]
         try:
             with transient_boundary():
+                # The pickup is committed before the work: a batch that kills storage is counted.
                 with transaction(runtime.sessions) as session:
-                    counts, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold,
-                                                       lease_s=settings.pipeline.lease_s)
+                    pick_up(session, [o.drop_id for o in decoded], Stage.STORE, lease_s=settings.pipeline.lease_s)
+                with transaction(runtime.sessions) as session:
+                    counts, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold)
                     locked_at = session.info.get(LOCKED_AT)
                 committed = time.perf_counter()  # the index lock is released with the commit
                 # After the commit: a lost message is found again by the enrichment reconciler.
@@ -54,5 +56,12 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     @app.task(name=TaskName.STORE_ENRICHMENTS, **RETRY)
     def store_article_enrichments(enrichments: list[dict]) -> None:
         decoded = [Enrichment.model_validate(e) for e in enrichments]
-        with transient_boundary(), transaction(runtime.sessions) as session:
-            store_enrichments(session, decoded)
+        try:
+            with transient_boundary(), transaction(runtime.sessions) as session:
+                store_enrichments(session, decoded)
+        except TransientError:
+            raise
+        except Exception as e:  # permanent: the articles stay stored, their enrichment `failed` with the error
+            with transient_boundary(), transaction(runtime.sessions) as session:
+                fail_enrichment(session, {d.article_id: f"storage: {type(e).__name__}: {e}" for d in decoded})
+            raise

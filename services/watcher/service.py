@@ -1,7 +1,7 @@
 """The watcher loop: watchdog events and a walk of the drop folders (at start and every rescan interval) find
 files; complete ones are read, recorded in the ledger and enqueued, a transaction of up to TAKE_FILES at a
-time, while the parse and store queues have room and queued drops have not waited half their lease
-(back-pressure); expired leases are re-enqueued, except while those queues are at their limit.
+time, while the pipeline owes fewer than `max_unfinished` drops in all its stages together, counted in the
+ledger (back-pressure); at every rescan the reconciler re-sends what a worker did not finish or was lost.
 
 Memory does not grow with a backlog: the walk is resumable and advances only while fewer than READY_CAP
 files wait to be taken (the rest wait on disk), a take holds at most TAKE_BYTES of file contents, and what
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
@@ -35,14 +35,14 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from services.watcher.known import KnownFiles, fingerprint
-from services.watcher.pressure import WorkQueues
+from services.watcher.sender import Sender
 from services.watcher.settle import SettleTracker
 from services.watcher.walk import Walks
 from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import FileRead, candidate_stat, is_ignored_name, read_file, register_reads
-from shared.ledger import reconcile
+from shared.ledger import reconcile, unfinished_drops
 from shared.models import Drop
 from shared.records import DropStatus
 from shared.runtime import Runtime
@@ -54,10 +54,6 @@ TAKE_BYTES = 32 * 1024 * 1024  # file contents held per transaction, at most (on
 READY_CAP = 2000  # files waiting to be taken beyond which the walk waits
 EVENT_CAP = 10_000  # ...and beyond which events are dropped: the next walk finds those files on disk
 WALK_SLICE = 1000  # entries walked per turn of the loop, so events are served during a long walk
-# Seconds left on the lease of the oldest queued drops, past `skip` of them (a batch re-sent for a file that
-# keeps killing its worker must not hold intake back). The partial index on queued leases answers it.
-OLDEST_LEASES = text("SELECT extract(epoch FROM lease_expires_at - now()) FROM drops WHERE status = 'queued' "
-                     "ORDER BY lease_expires_at OFFSET :skip LIMIT 1")
 # Events worth a look: created, written, closed after writing, attributes (touch), moved; not the opens
 # and closes of reading (the watcher's own reads would wake it).
 EVENTS = [FileCreatedEvent, DirCreatedEvent, FileMovedEvent, DirMovedEvent, FileModifiedEvent, FileClosedEvent]
@@ -103,8 +99,7 @@ class Watcher:
         self.known = KnownFiles()
         self.ready: dict[str, float] = {}  # complete paths to take, in arrival order: when each became ready
         self.walks = Walks(self.roots)
-        self.queues = WorkQueues(runtime.celery, max_depth=self.settings.watcher.max_queue_depth,
-                                      batch_size=self.settings.pipeline.batch_size)
+        self.sender = Sender(runtime.celery, batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
         self.paused = self.pause_logged = False
         self.next_rescan = self.next_settle = 0.0
@@ -191,28 +186,21 @@ class Watcher:
             self.admit(path, now)
 
     def room(self) -> int:
-        """Files that may be taken now: none while the parse and store queues together are over the limit, nor
-        while the oldest queued drops (past a batch of stragglers) have waited half their lease, wherever they
-        wait: more files would only wait until their leases ran out too, and the reconciler would send them
-        again. Pausing is logged when it starts; resuming once there is room for
-        half the limit and half the lease again, not at every message a worker takes off a full queue."""
-        room, depth = self.queues.room()
-        lease_s = self.settings.pipeline.lease_s
-        left_s = self.lease_left_s()
-        self.paused = room == 0 or left_s < lease_s / 2
-        limit = self.settings.watcher.max_queue_depth
-        comfortable = 2 * (limit + 1 - depth) >= limit + 1 and left_s >= 0.75 * lease_s
-        if self.paused != self.pause_logged and (self.paused or comfortable):
+        """Files that may be taken now: up to `max_unfinished` drops owed by the pipeline, in every stage,
+        from the ledger (what waits in a queue or a worker's hands, whichever stage is slowest). Pausing
+        is logged when it starts; resuming once half the limit is free again, not at every batch stored."""
+        limit = self.settings.pipeline.max_unfinished
+        unfinished = self.unfinished()
+        self.paused = unfinished >= limit
+        if self.paused != self.pause_logged and (self.paused or unfinished <= limit // 2):
             self.pause_logged = self.paused
-            log.warning("%s taking files: the parse and store queues hold %d messages (limit %d); the oldest queued "
-                        "drops have %.0f s of their %.0f s lease left", "paused" if self.paused else "resumed",
-                        depth, limit, max(left_s, 0.0), lease_s)
-        return 0 if self.paused else room
+            log.warning("%s taking files: the pipeline owes %d drops (limit %d)",
+                        "paused" if self.paused else "resumed", unfinished, limit)
+        return 0 if self.paused else limit - unfinished
 
-    def lease_left_s(self) -> float:
+    def unfinished(self) -> int:
         with self.runtime.sessions() as session:
-            left = session.execute(OLDEST_LEASES, {"skip": self.settings.pipeline.batch_size}).scalar()
-        return self.settings.pipeline.lease_s if left is None else float(left)
+            return unfinished_drops(session)
 
     def flush(self, now: float, *, force: bool = False) -> None:
         """Take ready files, a transaction at a time, while the parse queue has room; a partial batch waits
@@ -251,13 +239,12 @@ class Watcher:
         if not reads:
             return consumed
         with transaction(self.runtime.sessions) as session:
-            registered = register_reads(session, reads, host=self.host, lease_s=pipeline.lease_s,
-                                        max_bytes=pipeline.max_bytes)
+            registered = register_reads(session, reads, host=self.host, max_bytes=pipeline.max_bytes)
         for read in reads:
             if not read.vanished:
                 self.known.add(fingerprint(read.path, read.size, read.mtime_ns))
         new = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
-        self.queues.send(new)
+        self.sender.send(new)
         log.info("files taken", extra={"files": len(reads), "enqueued": len(new),
                                        "known": sum(not r.is_new for r in registered)})
         return consumed
@@ -276,7 +263,6 @@ class Watcher:
                     wait_s = self.step(time.monotonic())
                 except TransientError as e:  # the database or broker is away: keep the files, try again
                     log.warning("waiting for the database or broker: %s", e)
-                    self.queues.close()
                     wait_s = UNREACHABLE_PAUSE_S
                 if wait_s > 0:
                     self.handler.wake.wait(min(wait_s, UNREACHABLE_PAUSE_S))
@@ -286,7 +272,6 @@ class Watcher:
         finally:
             observer.stop()
             observer.join()
-            self.queues.close()
 
     def step(self, now: float) -> float:
         """One turn of the loop; returns how long to wait for an event before the next turn."""
@@ -299,11 +284,7 @@ class Watcher:
             self.walk(now)
             self.flush(now)
             if rescan:
-                # Not while the queues are at their limit (kept there while a backlog waits): their drops are
-                # waiting, not lost. (The reconciler's own test, the parse queue over the limit, passes whenever
-                # a worker has just taken a message off it, and misses drops waiting for storage.)
-                if (depth := self.queues.depth()) == 0 or depth < self.settings.watcher.max_queue_depth:
-                    reconcile(self.runtime)
+                reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s
         return self.wait_s(now)

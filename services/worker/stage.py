@@ -46,7 +46,7 @@ def parse_one(drop_id: int, data: bytes | None, max_bytes: int, host: str) -> Dr
                        minhash=base64.b64encode(minhash).decode(), parsed_by=host)
 
 
-def parse_batch(session: Session, drop_ids: Sequence[int], *, max_bytes: int) -> list[DropOutcome]:
+def parse_batch(drops: Sequence[tuple[int, bytes | None]], *, max_bytes: int) -> list[DropOutcome]:
     host = socket.gethostname()  # lineage: which machine parsed each drop
-    return [parse_one(drop_id, data, max_bytes, host) for drop_id, data in load_queued(session, drop_ids)]
+    return [parse_one(drop_id, data, max_bytes, host) for drop_id, data in drops]
 

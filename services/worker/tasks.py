@@ -5,10 +5,12 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-from services.worker.stage import parse_batch
+from services.worker.stage import load_queued, parse_batch
+from shared.db import transaction
 from shared.errors import TransientError, transient_boundary
-from shared.ledger import fail_drops
+from shared.ledger import fail_drops, hand_over, pick_up
 from shared.queues import TaskName
+from shared.records import Stage
 from shared.runtime import Runtime
 
 MAX_TRANSIENT_RETRIES = 10
@@ -17,16 +19,21 @@ MAX_TRANSIENT_RETRIES = 10
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     worker_process_init.connect(lambda **_: runtime.warm_up(), weak=False)
 
-    max_bytes = runtime.settings.pipeline.max_bytes
+    pipeline = runtime.settings.pipeline
 
     @app.task(name=TaskName.PARSE, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
               retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
     def parse_drops(drop_ids: list[int]) -> None:
         try:
             with transient_boundary():
-                with runtime.sessions() as session:
-                    outcomes = parse_batch(session, drop_ids, max_bytes=max_bytes)
+                # The pickup is committed before the work: a file that kills its worker is counted.
+                with transaction(runtime.sessions) as session:
+                    picked = pick_up(session, drop_ids, Stage.PARSE, lease_s=pipeline.lease_s)
+                    drops = load_queued(session, sorted(picked))
+                outcomes = parse_batch(drops, max_bytes=pipeline.max_bytes)
                 if outcomes:
+                    with transaction(runtime.sessions) as session:  # before sending: storage may take it at once
+                        hand_over(session, [o.drop_id for o in outcomes], Stage.STORE)
                     app.send_task(TaskName.STORE, kwargs={"outcomes": [o.model_dump(mode="json") for o in outcomes]})
         except TransientError:
             raise

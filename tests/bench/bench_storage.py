@@ -64,7 +64,7 @@ def prepare(url: str, files: list[Path]) -> list[DropOutcome]:
     try:
         with transaction(create_session_factory(engine)) as session:
             registered = register_reads(session, [read_file(f, settings.max_bytes) for f in files], host="bench",
-                                        lease_s=3600.0, max_bytes=settings.max_bytes)
+                                        max_bytes=settings.max_bytes)
     finally:
         engine.dispose()
     blobs = {str(f): f.read_bytes() for f in files}

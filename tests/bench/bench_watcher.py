@@ -11,7 +11,7 @@ tests/data/wikinews/*.txt, few of them near-duplicates of each other (watcher_ri
 backlog: N files (default 100,000) are written, then `newsflow watcher` starts on the folder. Figure: files
 recorded in the ledger per second, from the watcher's start (process start: imports, loading the ledger and
 the walk count) and from its first drop row, to the last row. No worker runs, so this is the watcher's own
-intake, and its back-pressure is lifted for the run: NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH above N / batch_size,
+intake, and its back-pressure is lifted for the run: NEWSFLOW_PIPELINE__MAX_UNFINISHED above N,
 NEWSFLOW_PIPELINE__LEASE_S at an hour (it pauses, as it should, while the parse queue is over its limit or
 queued drops have waited half their lease; the `deployed` phase shows it paced by the pipeline). Every drop
 id is then checked to be in a message on the parse queue. Memory: the watcher's peak RSS (sampled every 20 ms)
@@ -70,11 +70,9 @@ from watcher_rig import (
 )
 
 from shared.queues import Queue
-from shared.settings import PipelineSettings
 
 SETTLE_S = 2.0  # the default NEWSFLOW_WATCHER__SETTLE_S: older files are complete when the walk meets them
 TAKE_TIMEOUT_S = 900.0
-LIFTED_LEASE_S = "3600"  # backlog: nothing finishes without workers; the watcher must not wait for leases
 IDLE_RSS_S = 3.0  # how long the watcher of an empty folder runs before its RSS is read
 Figures = dict[str, Any]
 
@@ -168,11 +166,10 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dic
     corpus.write(folder, range(files))
     written = time.monotonic()
     flush_broker()
-    batch = int(settings.get("pipeline__batch_size", PipelineSettings().batch_size))
-    depth = files // batch + 1000  # over the whole backlog: never paused
+    limit = files + 1000  # over the whole backlog: never paused
     try:
         with database(f"newsflow_bench_watcher_{os.getpid()}_b{run}") as url:
-            lifted = {"watcher__max_queue_depth": str(depth), "pipeline__lease_s": LIFTED_LEASE_S}
+            lifted = {"pipeline__max_unfinished": str(limit)}
             env = bench_env(url, **(settings | lifted))
             rss_empty = idle_rss(env, logs)
             time.sleep(max(0.0, SETTLE_S + 0.5 - (time.monotonic() - written)))
@@ -184,7 +181,7 @@ def backlog_once(corpus: Corpus, files: int, run: int, logs: Path, settings: dic
         flush_broker()
         shutil.rmtree(folder)
     growth = round(figures["peak_rss_mib"] - mib(rss_empty), 1)
-    return figures | {"written_s": round(written - start, 2), "max_queue_depth": depth,
+    return figures | {"written_s": round(written - start, 2), "max_unfinished": limit,
                       "idle_rss_mib": mib(rss_empty), "rss_growth_mib": growth}
 
 
@@ -215,7 +212,7 @@ def deployed_once(corpus: Corpus, files: int, logs: Path, settings: dict[str, st
 def wait_terminal(url: str, files: int, start: float, watcher: subprocess.Popen[bytes]
                   ) -> tuple[float, float, tuple[int, int, int]]:
     """Seconds from start until every file was recorded, and until every drop was terminal; then how many
-    drops the reconciler re-sent, the most deliveries of one, and how many failed."""
+    drops the reconciler re-sent after a pickup, the most deliveries (pickups) of one, and how many failed."""
     recorded_s, deadline = 0.0, time.monotonic() + TAKE_TIMEOUT_S
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
@@ -228,7 +225,7 @@ def wait_terminal(url: str, files: int, start: float, watcher: subprocess.Popen[
                 raise RuntimeError(f"{done} of {files} drops terminal ({recorded} recorded)")
             time.sleep(0.5)
         done_s = time.time() - start
-        row = conn.execute("SELECT count(*) FILTER (WHERE attempts > 0), coalesce(max(attempts), 0) + 1, "
+        row = conn.execute("SELECT count(*) FILTER (WHERE retries > 0), coalesce(max(deliveries), 0), "
                            "count(*) FILTER (WHERE status = 'failed') FROM drops").fetchone()
     assert row is not None
     return recorded_s, done_s, (int(row[0]), int(row[1]), int(row[2]))
@@ -292,8 +289,7 @@ def latency_once(corpus: Corpus, rate: float | None, duration: float, burst: int
 def format_backlog(r: Figures) -> list[str]:
     return [
         f"backlog: {r['files']} files (written in {r['written_s']:.1f} s); the watcher alone (its own intake: no "
-        f"worker runs, so back-pressure is lifted: max_queue_depth {r['max_queue_depth']} messages, lease_s "
-        f"{LIFTED_LEASE_S})",
+        f"worker runs, so back-pressure is lifted: max_unfinished {r['max_unfinished']} drops)",
         f"  recorded in the ledger and enqueued: {r['files_per_s_from_start']:.0f} files/s from watcher start "
         f"({r['last_row_s']:.1f} s; first row after {r['startup_s']:.2f} s), "
         f"{r['files_per_s_from_first_row']:.0f} files/s from the first row",

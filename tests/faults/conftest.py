@@ -340,6 +340,21 @@ class Rig:
         psutil.wait_procs(tree[1:], timeout=10)
         return len(tree)
 
+    @staticmethod
+    def suspend(process: ServiceProcess) -> list[psutil.Process]:
+        """SIGSTOP to the service and every process under it; returns them, for resume()."""
+        assert process.process is not None
+        main = psutil.Process(process.process.pid)
+        tree = [main, *main.children(recursive=True)]
+        for proc in tree:
+            proc.suspend()
+        return tree
+
+    @staticmethod
+    def resume(tree: list[psutil.Process]) -> None:
+        for proc in tree:
+            proc.resume()
+
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             try:
@@ -418,6 +433,36 @@ class Rig:
                   if p.process is not None and p.process.poll() is not None}
         assert not exited, f"services exited: {exited}\n{self.logs()}"
 
+    def enrichment(self) -> dict[str, int]:
+        """Articles per enrichment status, and `in_hand`: pending ones an enricher has picked up."""
+        with self.sessions() as session:
+            rows = session.execute(text("SELECT enrichment_status, count(*) FROM articles GROUP BY 1")).all()
+            in_hand = session.execute(text("SELECT count(*) FROM articles WHERE enrichment_status = 'pending' "
+                                           "AND enrich_picked_at IS NOT NULL")).scalar_one()
+        return {status: n for status, n in rows} | {"in_hand": in_hand}
+
+    def wait_enriched(self, timeout_s: float = 60.0, *, restart_exited: bool = False) -> None:
+        """Until no article's enrichment is pending (each enriched, or failed with its reason)."""
+        def done() -> bool:
+            if restart_exited:
+                self.restart_exited()
+            return not self.enrichment().get("pending")
+        self.wait_until(done, "every article enriched or failed", timeout_s)
+
+    def verify_enrichment(self) -> str:
+        """After verify(): every article enriched once (one set of entity links, at most one re-send after a
+        pickup unless it failed), failures with their reason; returns a summary."""
+        with self.sessions() as session:
+            rows = session.execute(text(
+                "SELECT id, enrichment_status, enrichment_error, enrich_deliveries, enrich_retries FROM articles"
+            )).all()
+        failed = {r.id: r.enrichment_error for r in rows if r.enrichment_status == "failed"}
+        assert all(failed.values()), f"failed enrichments without an error: {failed}"
+        assert all(r.enrichment_status in ("enriched", "failed") for r in rows)
+        return (f"{len(rows) - len(failed)} articles enriched, {len(failed)} failed, "
+                f"at most {max((r.enrich_deliveries for r in rows), default=0)} deliveries and "
+                f"{max((r.enrich_retries for r in rows), default=0)} re-sends after a pickup")
+
     def open_transactions(self, service: str) -> int:
         """Transactions the service has open in PostgreSQL right now (its connections carry its name)."""
         with self.sessions() as session:
@@ -469,7 +514,7 @@ class Rig:
         assert audit.returncode == 0, f"newsflow audit failed:\n{audit.stdout}\n{audit.stderr}"
         with self.sessions() as session:
             stored = list(session.execute(text("SELECT content_hash FROM articles")).scalars())
-            drops = session.execute(text("SELECT path, sha256, status, attempts FROM drops")).all()
+            drops = session.execute(text("SELECT path, sha256, status, retries FROM drops")).all()
         expected = expected_hashes(list(self.dropped.values()))
         assert len(stored) == len(set(stored)), "an article is stored twice"
         missing, extra = expected - set(stored), set(stored) - expected
@@ -484,7 +529,7 @@ class Rig:
         counts: dict[str, int] = {}
         for d in drops:
             counts[d.status] = counts.get(d.status, 0) + 1
-        resent = max((d.attempts for d in drops), default=0)
+        resent = max((d.retries for d in drops), default=0)
         return (f"{len(stored)} articles = expected, {len(drops)} drops "
                 + " ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                 + f", re-sent at most {resent}x, audit ok")

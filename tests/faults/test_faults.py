@@ -20,7 +20,8 @@ from shared.celery_app import create_celery
 from shared.db import transaction
 from shared.intake import read_file, register_reads
 from shared.ledger import dispatch
-from tests.faults.conftest import LEASE_S, MAX_BYTES, Fault, Feeder, Rig, corpus, second_version
+from shared.settings import PipelineSettings
+from tests.faults.conftest import MAX_BYTES, DropFile, Fault, Feeder, Rig, corpus, second_version
 from tests.support import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,9 @@ pytestmark = pytest.mark.integration
 FILES = corpus()  # 590 distinct files
 STREAM_PER_S = 200  # over three times what the pipeline takes on two cores: a backlog builds during the ~3 s stream
 RECOVER_TIMEOUT_S = 75.0
+SHORT_LEASE_S = 2
+PAUSE_S = 12.0  # six leases: before leases ran from pickups, the fifth expiry failed a waiting drop
+BATCH_SIZE = PipelineSettings().batch_size
 # How PostgreSQL logs a client that died inside its transaction: between statements (idle in transaction),
 # or while a statement ran (the backend finds the socket gone when it answers).
 CUT_TRANSACTION = ("unexpected EOF on client connection with an open transaction", "connection to client lost",
@@ -118,6 +122,44 @@ def test_storage_killed_mid_batch(rig: Rig) -> None:
     rig.report(f"kill -9 storage ({killed} processes) inside a transaction, new storage started"
                + (f" ({kills} kills)" if kills > 1 else ""), fault,
                f"{cut} open transaction cut (PostgreSQL log), {lost} store message(s) lost; {outcome}")
+
+
+def test_storage_paused_for_many_leases_fails_nothing_and_floods_nothing(rig: Rig) -> None:
+    # Leases run from a worker's pickup, so drops waiting behind a stopped stage are neither failed nor sent
+    # again; only what storage held when it stopped (one batch at most) is re-sent, once.
+    lease = {"NEWSFLOW_PIPELINE__LEASE_S": str(SHORT_LEASE_S)}
+    rig.start("worker", env=lease)
+    storage = rig.start("storage", env=lease)
+    rig.wait_for_nodes(2)
+    rig.start("watcher", env=lease)  # its reconciler runs every second
+    files = [*FILES, *(DropFile(f.name.replace(".txt", f"_v{k}.txt"), second_version(f.data, f"{f.name} {k}"))
+                       for k in (2, 3, 4) for f in FILES)]
+    feeder = rig.feed(files)
+    rig.wait_until(lambda: rig.terminal() >= 300, "300 drops terminal", 60.0)
+
+    fault = rig.fault(feeder)
+    tree = rig.suspend(storage)
+    time.sleep(PAUSE_S)
+    waiting = rig.counts().get("queued", 0)
+    rig.resume(tree)
+
+    feeder.join()
+    rig.wait_terminal(len(files), timeout_s=RECOVER_TIMEOUT_S)
+    rig.assert_running()
+    outcome = rig.verify()
+    with rig.sessions() as session:
+        failed, retried, most = session.execute(text(
+            "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE retries > 0), "
+            "coalesce(max(retries), 0) FROM drops")).one()
+    lost = sum(int(n) for n in re.findall(r"re-sent drops a worker did not finish.*?count=(\d+)",
+                                           rig.current["watcher"].log()))
+    assert failed == 0, f"{failed} drops failed while storage was paused"
+    assert retried <= BATCH_SIZE and most <= 1, f"{retried} drops re-sent after a pickup, one {most} times"
+    assert lost <= BATCH_SIZE, f"{lost} drops re-sent in all: the queues were flooded with copies"
+    rig.report(f"storage paused (SIGSTOP) {PAUSE_S:.0f} s = {PAUSE_S / SHORT_LEASE_S:.0f} leases of "
+               f"{SHORT_LEASE_S} s, then resumed", fault,
+               f"{waiting} drops waiting at the end of the pause, {lost} re-sent ({retried} after a pickup), "
+               f"0 failed; {outcome}")
 
 
 def test_redis_restarted_without_persistence(rig: Rig) -> None:
@@ -224,7 +266,7 @@ def test_same_event_twice_and_rewrites(rig: Rig) -> None:
         rig.remember(path, f.data)
         reads.append(read_file(path, MAX_BYTES))
     with transaction(rig.sessions) as session:
-        registered = register_reads(session, reads, host="test", lease_s=LEASE_S, max_bytes=MAX_BYTES)
+        registered = register_reads(session, reads, host="test", max_bytes=MAX_BYTES)
     ids = [r.drop_id for r in registered]
     app = create_celery(rig.broker.url)
     try:

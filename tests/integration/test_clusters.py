@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from services.storage.store import store_outcomes
-from services.worker.stage import parse_batch
+from services.worker.stage import load_queued, parse_batch
 from shared.clusters import rebuild
 from shared.db import transaction
 from shared.intake import read_file, register_reads
@@ -40,7 +40,7 @@ def write_drops(folder: Path, drops: list[FamilyDrop]) -> list[Path]:
 def register(sessions, paths: list[Path]) -> list[int]:
     with transaction(sessions) as session:
         registered = register_reads(session, [read_file(p, MAX_BYTES) for p in paths], host=socket.gethostname(),
-                                    lease_s=300, max_bytes=MAX_BYTES)
+                                    max_bytes=MAX_BYTES)
     return [r.drop_id for r in registered]
 
 def observed(sessions) -> Truth:
@@ -62,9 +62,9 @@ def one_worker_in_sorted_order(sessions, paths: list[Path]) -> Truth:
     for path in sorted(paths):
         ids = register(sessions, [path])
         with sessions() as session:
-            outcomes = parse_batch(session, ids, max_bytes=MAX_BYTES)
+            outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
         with transaction(sessions) as session:
-            store_outcomes(session, outcomes, threshold=THRESHOLD, lease_s=60.0)
+            store_outcomes(session, outcomes, threshold=THRESHOLD)
     return observed(sessions)
 
 def test_clusters_are_order_free_race_free_and_true(pipeline: TestServers, clean_db: None, sessions,
@@ -133,13 +133,13 @@ def test_two_near_duplicates_stored_at_the_same_instant_end_in_one_cluster(
     original, correction = (next(d for d in family if d.name.endswith(s)) for s in ("-original.txt", "-correction.txt"))
     ids = register(sessions, write_drops(tmp_path / "race", [original, correction]))
     with sessions() as session:
-        first, second = parse_batch(session, ids, max_bytes=MAX_BYTES)
+        first, second = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
 
     first_stored, release = threading.Event(), threading.Event()
 
     def store_first() -> None:
         with transaction(sessions) as session:
-            store_outcomes(session, [first], threshold=THRESHOLD, lease_s=60.0)
+            store_outcomes(session, [first], threshold=THRESHOLD)
             first_stored.set()
             release.wait(10)  # hold the transaction open while the second one starts
 
@@ -150,7 +150,7 @@ def test_two_near_duplicates_stored_at_the_same_instant_end_in_one_cluster(
 
     def store_second() -> None:
         with transaction(sessions) as session:
-            store_outcomes(session, [second], threshold=THRESHOLD, lease_s=60.0)
+            store_outcomes(session, [second], threshold=THRESHOLD)
         second_done.set()
 
     other = threading.Thread(target=store_second)

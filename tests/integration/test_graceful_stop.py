@@ -41,7 +41,7 @@ def test_sigterm_finishes_running_work_and_returns_the_rest(servers: TestServers
     max_bytes = int(env["NEWSFLOW_PIPELINE__MAX_BYTES"])
     with transaction(sessions) as session:
         ids = [r.drop_id for r in register_reads(session, [read_file(p, max_bytes) for p in files],
-                                                 host=socket.gethostname(), lease_s=LEASE_S, max_bytes=max_bytes)]
+                                                 host=socket.gethostname(), max_bytes=max_bytes)]
 
     with ServiceProcess("storage", private):
         first = ServiceProcess("worker", private, "--concurrency", "1", "-n", "first@%h")

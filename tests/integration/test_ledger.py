@@ -3,15 +3,15 @@
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.storage.store import store_outcomes
-from services.worker.stage import parse_batch
+from services.worker.stage import load_queued, parse_batch
 from shared.db import transaction
 from shared.intake import read_file, register_reads
-from shared.ledger import claim_expired
+from shared.ledger import MAX_RETRIES, claim_for_resend, pick_up
 from shared.models import Article, Drop
-from shared.records import DropOutcome, DropStatus
+from shared.records import DropOutcome, DropStatus, Stage
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ MAX_BYTES = 1024 * 1024
 
 def register(sessions, *paths: Path):
     with transaction(sessions) as session:
-        return register_reads(session, [read_file(p, MAX_BYTES) for p in paths], host="test", lease_s=60,
+        return register_reads(session, [read_file(p, MAX_BYTES) for p in paths], host="test",
                               max_bytes=MAX_BYTES)
 
 
@@ -47,13 +47,13 @@ def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path)
     (tmp_path / "b.txt").write_bytes(REFERENCE.read_bytes().replace(b"\n", b"\r\n"))  # same text, other bytes
     ids = [r.drop_id for r in register(sessions, tmp_path / "a.txt", tmp_path / "b.txt")]
     with sessions() as session:
-        outcomes = parse_batch(session, ids, max_bytes=MAX_BYTES)
+        outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
     assert all(o.article for o in outcomes)  # neither is known yet: the race storage settles
 
     for _ in range(3):  # the same message delivered three times
         with transaction(sessions) as session:
             store_outcomes(session, [DropOutcome.model_validate(o.model_dump(mode="json")) for o in outcomes],
-                           threshold=0.8, lease_s=60.0)
+                           threshold=0.8)
 
     with sessions() as session:
         articles = session.execute(select(Article)).scalars().all()
@@ -63,15 +63,33 @@ def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path)
     assert {d.article_id for d in drops} == {articles[0].id}
 
 
-def test_reconciler_claims_expired_leases_once(sessions, clean_db, tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_bytes(REFERENCE.read_bytes())
-    [drop] = register(sessions, tmp_path / "a.txt")
+def test_reconciler_resends_expired_pickups_and_lost_messages_only(sessions, clean_db, tmp_path: Path) -> None:
+    paths = []
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.txt").write_bytes(REFERENCE.read_bytes())  # three paths, three drops
+        paths.append(tmp_path / f"{name}.txt")
+    a, b, c = (r.drop_id for r in register(sessions, *paths))
+    every_stage = [Stage.PARSE, Stage.STORE]
     with transaction(sessions) as session:
-        assert claim_expired(session, lease_s=60) == []  # lease still running
-        assert claim_expired(session, lease_s=60, all_queued=True) == [(drop.drop_id, 1)]
-    with transaction(sessions) as session:
-        session.execute(Drop.__table__.update().values(lease_expires_at=None, attempts=4))
-    with transaction(sessions) as session:
-        assert claim_expired(session, lease_s=60, all_queued=True) == []  # fifth delivery: failed instead
+        assert claim_for_resend(session, lease_s=60, idle_stages=every_stage) == []  # just sent
+        assert pick_up(session, [a], Stage.PARSE, lease_s=60) == {a}
+    with transaction(sessions) as session:  # two minutes later, and a's worker died a while ago
+        session.execute(text("UPDATE drops SET sent_at = now() - interval '2 minutes'"))
+        session.execute(text("UPDATE drops SET lease_expires_at = now() - interval '1 second' WHERE id = :a"), {"a": a})
+    with transaction(sessions) as session:  # the queues are busy: b and c wait their turn, never failed
+        assert claim_for_resend(session, lease_s=60, idle_stages=[]) == [(a, 1)]
     with sessions() as session:
-        assert session.get(Drop, drop.drop_id).status is DropStatus.FAILED
+        resent = session.get(Drop, a)
+        assert (resent.stage, resent.picked_at, resent.deliveries, resent.retries) == (Stage.PARSE, None, 1, 1)
+    with transaction(sessions) as session:  # the parse queue is empty: b's and c's messages were lost
+        session.execute(text("UPDATE drops SET sent_at = now() - interval '2 minutes'"))
+        assert claim_for_resend(session, lease_s=60, idle_stages=[Stage.PARSE]) == [(a, 1), (b, 0), (c, 0)]
+    with transaction(sessions) as session:  # the worker keeps dying with a: failed at the cap, not re-sent
+        session.execute(text("UPDATE drops SET picked_at = now(), lease_expires_at = now() - interval '1 second', "
+                             "retries = :r WHERE id = :a"), {"a": a, "r": MAX_RETRIES - 1})
+        assert claim_for_resend(session, lease_s=60, idle_stages=[]) == []
+    with sessions() as session:
+        failed = session.get(Drop, a)
+        assert (failed.status, failed.reason) == (DropStatus.FAILED, "retries_exhausted")
+    with transaction(sessions) as session:  # after the broker lost everything: every queued drop
+        assert claim_for_resend(session, lease_s=60, all_queued=True) == [(b, 0), (c, 0)]

@@ -33,9 +33,11 @@ def test_audit_fails_on_a_stuck_drop_and_replay_runs_failed_drops_again(
     assert newsflow(pipeline.env, "ingest", str(REFERENCE), "--wait", "--workers", "0").returncode == 0
     assert newsflow(pipeline.env, "audit").returncode == 0
 
-    with sessions() as session, session.begin():  # as if its message had been lost before storage
+    with sessions() as session, session.begin():  # as if storage had died with it an hour ago
+        an_hour_ago = func.now() - text("interval '1 hour'")
         session.execute(update(Drop).values(status=DropStatus.QUEUED, article_id=None, finished_at=None,
-                                            lease_expires_at=func.now() - text("interval '1 hour'")))
+                                            stage="store", sent_at=an_hour_ago, picked_at=an_hour_ago,
+                                            lease_expires_at=an_hour_ago))
         session.execute(delete(Article))
     broken = newsflow(pipeline.env, "audit")
     assert broken.returncode == 1
@@ -69,12 +71,12 @@ def test_replay_says_why_a_drop_cannot_be_replayed(watcher, pipeline: TestServer
     assert "replayed 0 drops, 1 could not be" in replayed.stdout
 
 
-def test_watcher_pauses_while_the_queue_is_deep_and_resumes(servers: TestServers, clean_db: None, sessions,
+def test_watcher_pauses_while_the_pipeline_owes_its_limit_and_resumes(servers: TestServers, clean_db: None, sessions,
                                                            drop_dir: Path) -> None:
     # A database nobody consumes from (benchmarks use 12-14, the other tests 15).
     broker_url = servers.env["NEWSFLOW_BROKER_URL"].rsplit("/", 1)[0] + "/9"
     redis.Redis.from_url(broker_url).flushdb()
-    env = {**servers.env, "NEWSFLOW_BROKER_URL": broker_url, "NEWSFLOW_WATCHER__MAX_QUEUE_DEPTH": "2",
+    env = {**servers.env, "NEWSFLOW_BROKER_URL": broker_url, "NEWSFLOW_PIPELINE__MAX_UNFINISHED": "10",
            "NEWSFLOW_PIPELINE__BATCH_SIZE": "5"}
     private = TestServers(env=env, logs=servers.logs)
     files = sorted(WIKINEWS.glob("*.txt"))[:100]
@@ -87,7 +89,7 @@ def test_watcher_pauses_while_the_queue_is_deep_and_resumes(servers: TestServers
         time.sleep(2)  # several polls and a rescan: it must stay paused
         with sessions() as session:
             taken = len(session.execute(select(Drop.id)).all())
-        assert taken < len(files) / 2, f"{taken} files taken while the queue was over its limit"
+        assert taken < len(files) / 2, f"{taken} files taken while the pipeline owed its limit"
 
         with ServiceProcess("worker", private, "--concurrency", "2"), ServiceProcess("storage", private):
             drops = wait_for_drops(sessions, len(files), timeout_s=120)

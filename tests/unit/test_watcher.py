@@ -19,11 +19,11 @@ from shared.settings import Settings
 OLD = time.time() - 3600  # an mtime long past the settle interval
 
 
-def make_watcher(root: Path, **pipeline: object) -> Watcher:
+def make_watcher(root: Path, **pipeline: object) -> Watcher:  # back-pressure at 200 unfinished drops
     settings = Settings(database_url=SecretStr("postgresql://nobody@127.0.0.1:1/none"),
                         broker_url=SecretStr("redis://127.0.0.1:1/0"),
-                        watcher={"settle_s": 2.0, "poll_interval_s": 0.2, "max_queue_depth": 10},
-                        pipeline={"batch_size": 20, "batch_wait_s": 0.2, **pipeline})
+                        watcher={"settle_s": 2.0, "poll_interval_s": 0.2},
+                        pipeline={"batch_size": 20, "batch_wait_s": 0.2, "max_unfinished": 200, **pipeline})
     return Watcher(Runtime(settings), [root])
 
 
@@ -35,18 +35,25 @@ def write(path: Path, data: bytes = b"date 2020-01-01 T\nbody\n", *, mtime: floa
 
 
 class FakeIntake:
-    """Stands in for the parse queue and the ledger: what is taken fills the room; paths taken recorded."""
+    """Stands in for the ledger: what is taken is owed by the pipeline until `room` is set again."""
 
-    def __init__(self, watcher: Watcher, room: int = 10_000) -> None:
-        self.room, self.taken, self.calls = room, [], 0
-        self.lease_left_s = watcher.settings.pipeline.lease_s
-        watcher.queues.room = lambda: (self.room, 0)  # type: ignore[method-assign]
-        watcher.lease_left_s = lambda: self.lease_left_s  # type: ignore[method-assign]
+    def __init__(self, watcher: Watcher, room: int = 200) -> None:
+        self.limit = watcher.settings.pipeline.max_unfinished
+        self.unfinished, self.taken, self.calls = self.limit - room, [], 0
+        watcher.unfinished = lambda: self.unfinished  # type: ignore[method-assign]
         watcher.take = self.take  # type: ignore[method-assign]
+
+    @property
+    def room(self) -> int:
+        return self.limit - self.unfinished
+
+    @room.setter
+    def room(self, room: int) -> None:
+        self.unfinished = self.limit - room
 
     def take(self, paths: list[str]) -> int:
         self.calls += 1
-        self.room = max(0, self.room - len(paths))
+        self.unfinished += len(paths)
         self.taken += paths
         return len(paths)
 
@@ -144,31 +151,33 @@ def test_a_partial_batch_waits_batch_wait_s_and_full_ones_go_while_the_queue_has
     assert len(watcher.ready) == 30 and watcher.paused
     assert "paused taking files" in caplog.text
     assert watcher.wait_s(1.0) == watcher.settings.watcher.poll_interval_s
-    intake.room = 10_000
+    intake.room = 200
     watcher.flush(1.0)
     assert not watcher.ready and not watcher.paused and "resumed taking files" in caplog.text
 
 
-def test_no_files_are_taken_while_queued_drops_have_waited_half_their_lease(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_taking_resumes_once_half_the_limit_is_free_and_says_so_once(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     watcher = make_watcher(tmp_path)
-    intake = FakeIntake(watcher)
-    lease_s = watcher.settings.pipeline.lease_s
+    intake = FakeIntake(watcher, room=0)  # the pipeline owes max_unfinished drops, in whatever stage
     watcher.ready = {f"/f/{i}": 0.0 for i in range(50)}
-    intake.lease_left_s = lease_s * 0.4  # the pipeline is behind, wherever the drops wait
     with caplog.at_level(logging.WARNING):
         watcher.flush(1.0)
         assert intake.taken == [] and watcher.paused
-        intake.lease_left_s = lease_s * 0.6  # taking again, but not yet worth a line in the log
+        intake.room = 60  # taking again, but not yet worth a line in the log
         watcher.flush(1.0)
         assert len(intake.taken) == 50 and "resumed" not in caplog.text
-    assert "paused taking files" in caplog.text
+        intake.room = 200
+        watcher.ready = {"/g/0": 0.0}
+        watcher.flush(1.0)
+        assert "resumed taking files" in caplog.text
+    assert caplog.text.count("paused taking files") == 1
 
 
 def test_takes_are_capped_in_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service, "TAKE_FILES", 100)
     watcher = make_watcher(tmp_path)
-    intake = FakeIntake(watcher)
+    intake = FakeIntake(watcher, room=300)
     watcher.ready = {f"/f/{i}": 0.0 for i in range(250)}
     watcher.flush(0.0)
     assert intake.calls == 3 and intake.taken == [f"/f/{i}" for i in range(250)]
