@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared.db import execute_batch, int_array
+from shared.rekey import rekey_articles
 from shared.similarity import BANDS, band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,13 @@ def index_articles(session: Session, batch: IndexBatch, threshold: float) -> dic
 
 
 def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
-    """Recompute every link and cluster from the stored sketches (after a threshold change); articles
-    without a shingle set or signature get them from their body now."""
+    """Give every article the current exact key (merging articles that turn out to be one text), then
+    recompute every link and cluster from the stored sketches (after a threshold change); articles without a
+    shingle set or signature get them from their body now."""
     lock_index(session)
+    rekeyed, merged = rekey_articles(session, page_size=page_size)
+    if rekeyed or merged:
+        log.warning("exact keys updated", extra={"rekeyed": rekeyed, "merged": merged})
     session.execute(text("DELETE FROM article_links"))
     session.execute(text("DELETE FROM lsh_buckets"))
     session.execute(text("UPDATE articles SET cluster_id = id, is_canonical = true"))

@@ -1,15 +1,18 @@
 """The one settings tree. Environment variables use the prefix NEWSFLOW_; sections nest with `__`.
 
-Examples: NEWSFLOW_DATABASE_URL, NEWSFLOW_DROP_DIRS='["/data/drops"]', NEWSFLOW_WATCHER__SETTLE_S=1.5.
+Examples: NEWSFLOW_DATABASE_URL, NEWSFLOW_DROP_DIRS=/data/drops, NEWSFLOW_WATCHER__SETTLE_S=1.5.
 Nothing else in the project reads os.environ.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PIPELINE_VERSION = "1"
 # Bump when any enrichment output changes for the same input; `newsflow enrich --backfill` then
@@ -60,7 +63,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(None, description="PostgreSQL URL; unset means embedded server.")
     broker_url: SecretStr | None = Field(None, description="Redis or AMQP URL; unset means embedded Redis.")
     data_dir: Path = Field(Path(".newsflow"), description="Embedded servers' data and local state.")
-    drop_dirs: list[Path] = Field(default_factory=lambda: [Path("drops")], description="Watched folders.")
+    drop_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path("drops")], min_length=1,
+        description="Watched folders: a path, several separated by os.pathsep (':'), or a JSON list.")
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line (what containers want).")
     watcher: WatcherSettings = WatcherSettings()
@@ -68,6 +73,15 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
     enricher: EnricherSettings = EnricherSettings()
+
+    @field_validator("drop_dirs", mode="before")
+    @classmethod
+    def _folders(cls, value: object) -> object:
+        """From the environment, as anyone would write it first: `/data/drops`, `/a:/b`, or `["/a", "/b"]`."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p]
+        return value
 
     @property
     def embedded(self) -> bool:

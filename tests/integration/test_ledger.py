@@ -1,12 +1,14 @@
 """The ledger and the storage step against real PostgreSQL: idempotent under redelivery and races."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from services.storage.store import store_outcomes
 from services.worker.stage import load_queued, parse_batch
+from shared.clusters import rebuild
 from shared.db import transaction
 from shared.intake import read_file, register_reads
 from shared.ledger import MAX_RETRIES, claim_for_resend, pick_up
@@ -93,3 +95,31 @@ def test_reconciler_resends_expired_pickups_and_lost_messages_only(sessions, cle
         assert (failed.status, failed.reason) == (DropStatus.FAILED, "retries_exhausted")
     with transaction(sessions) as session:  # after the broker lost everything: every queued drop
         assert claim_for_resend(session, lease_s=60, all_queued=True) == [(b, 0), (c, 0)]
+
+
+def test_rebuild_rekeys_and_merges_copies_whose_paragraphs_break_differently(sessions, clean_db,
+                                                                            tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(REFERENCE.read_bytes())
+    (tmp_path / "b.txt").write_bytes(REFERENCE.read_bytes().replace(b"The treaty, signed", b"\nThe treaty, signed"))
+    ids = [r.drop_id for r in register(sessions, tmp_path / "a.txt", tmp_path / "b.txt")]
+    with sessions() as session:
+        outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
+    assert outcomes[0].article.content_hash == outcomes[1].article.content_hash  # one text now
+    # As stored before the key folded paragraph breaks: two articles.
+    old_keys = [o.model_copy(update={"article": o.article.model_copy(update={
+        "content_hash": hashlib.sha256("\n".join(o.article.paragraphs).encode()).hexdigest()})}) for o in outcomes]
+    with transaction(sessions) as session:
+        store_outcomes(session, old_keys, threshold=0.8)
+    with sessions() as session:
+        assert session.execute(select(func.count()).select_from(Article)).scalar_one() == 2
+
+    with transaction(sessions) as session:
+        rebuild(session, 0.8)
+
+    with sessions() as session:
+        [article] = session.execute(select(Article)).scalars().all()
+        drops = session.execute(select(Drop).order_by(Drop.id)).scalars().all()
+    assert article.content_hash == outcomes[0].article.content_hash
+    assert sorted(d.status for d in drops) == [DropStatus.DUPLICATE, DropStatus.STORED]
+    assert {d.article_id for d in drops} == {article.id}  # every drop keeps its lineage
+    assert article.primary_sha256 == min(d.sha256 for d in drops)

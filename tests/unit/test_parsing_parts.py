@@ -10,8 +10,8 @@ from services.worker.parsing.boilerplate import BOILERPLATE_LINES, is_boilerplat
 from services.worker.parsing.decode import DecodedText, control_share, decode_drop, fix_mojibake
 from services.worker.parsing.parser import parse_header
 from services.worker.parsing.sources import KNOWN_SOURCES, display_source, is_credit_line
-from services.worker.parsing.text import normalise_line, split_lines
 from shared.records import ArticleWarning, Rejection, RejectReason
+from shared.text import normalise_line, split_lines
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,22 @@ def test_nested_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.embedded  # the broker URL is still unset
 
 
+@pytest.mark.parametrize(("value", "folders"), [
+    ("/data/drops", ["/data/drops"]),  # as anyone writes it first
+    ("/data/a:/data/b", ["/data/a", "/data/b"]),  # os.pathsep, like PATH
+    ('["/data/a", "/data/b"]', ["/data/a", "/data/b"]),  # JSON, as before
+])
+def test_drop_dirs_take_a_path_a_list_or_json(monkeypatch: pytest.MonkeyPatch, value: str, folders: list[str]) -> None:
+    monkeypatch.setenv("NEWSFLOW_DROP_DIRS", value)
+    assert [str(p) for p in Settings().drop_dirs] == folders
+
+
+def test_drop_dirs_naming_no_folder_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSFLOW_DROP_DIRS", " ")
+    with pytest.raises(ValueError, match="drop_dirs"):
+        Settings()
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://user:s3cr%40t@db:5432/newsflow",
     "redis://:s3cr3t@redis:6379/0",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.worker.parsing.text import normalise_blanks
+from shared.text import normalise_blanks
 
 # One entry per furniture line, written as it appears on the page. Matching is on whole
 # lines, ignores case and spacing, and ignores decoration such as "— Advertisement —".

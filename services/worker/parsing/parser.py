@@ -9,8 +9,8 @@ from typing import NamedTuple
 from services.worker.parsing.boilerplate import is_boilerplate
 from services.worker.parsing.decode import decode_drop
 from services.worker.parsing.sources import display_source, is_credit_line
-from services.worker.parsing.text import content_hash, normalise_visible_line, remove_invisible, split_lines
 from shared.records import ArticleWarning, ParsedArticle, Rejection, RejectReason
+from shared.text import content_hash, normalise_visible_line, remove_invisible, split_lines
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.worker.parsing.text import normalise_blanks
+from shared.text import normalise_blanks
 
 # Credit line (case folded) -> how the source is shown. Sources not listed are title-cased.
 KNOWN_SOURCES: dict[str, str] = {

@@ -1,4 +1,5 @@
-"""Line normalisation (blanks, invisible characters, quotes) and the content hash."""
+"""Line normalisation (blanks, invisible characters, quotes) and the exact-duplicate key: the parser uses
+them, and storage re-keys stored articles with the same definition (`newsflow clusters rebuild`)."""
 
 from __future__ import annotations
 
@@ -61,8 +62,9 @@ def normalise_visible_line(line: str) -> str:
 
 
 def hash_key(paragraphs: list[str]) -> str:
-    """The body as the duplicate check sees it: blanks collapsed, quotes folded, case folded."""
-    text = "\n".join(normalise_blanks(paragraph) for paragraph in paragraphs)
+    """The body as the duplicate check sees it: blanks collapsed, paragraph breaks folded into them (a copy
+    whose lines are broken differently is the same text), quotes folded, case folded."""
+    text = " ".join(normalise_blanks(paragraph) for paragraph in paragraphs)
     for doubled, _ in _DOUBLED_SINGLE_QUOTES:
         text = text.replace(doubled, '"')
     text = _HASH_DOUBLE_QUOTES_RE.sub('"', text)
