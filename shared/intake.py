@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISLNK, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -22,6 +23,41 @@ log = logging.getLogger(__name__)
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 HASH_CHUNK_BYTES = 1024 * 1024
+SKIPPED_MEMORY = 10_000  # paths whose skipping was logged, so a rescan does not log them again
+
+
+def stored_path(path: str) -> str:
+    """The path as the ledger keeps it: a name that is not valid UTF-8 (bytes os.fsdecode turned into lone
+    surrogates) with those bytes escaped, `\\xe9`; the raw name is kept beside it (raw_path)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def raw_path(path: str) -> bytes | None:
+    """The path's bytes, when they are not valid UTF-8 (else None: the text path says it all)."""
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return None
+
+
+_skipped: dict[str, None] = {}
+
+
+def note_skipped(path: str, why: str) -> None:
+    """Say once per path why a file named in a drop folder is not taken (a rescan meets it again)."""
+    if path in _skipped:
+        return
+    if len(_skipped) >= SKIPPED_MEMORY:
+        _skipped.clear()
+    _skipped[path] = None
+    log.info("skipped: %s", why, extra={"path": stored_path(path)})
+
+
+def _kind(mode: int) -> str:
+    return {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device"}.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def is_ignored_name(name: str) -> bool:
@@ -47,12 +83,16 @@ def candidate_stat(path: str, root: str) -> os.stat_result | None:
     if not in_drop_folder(path, root):
         return None
     try:
-        stat = os.lstat(path)
-        if S_ISLNK(stat.st_mode):
+        found = os.lstat(path)
+        if S_ISLNK(found.st_mode):
             return _symlink_stat(path, root)
     except OSError:
         return None
-    return stat if S_ISREG(stat.st_mode) else None
+    if S_ISREG(found.st_mode):
+        return found
+    if not S_ISDIR(found.st_mode):  # a folder is walked, not taken
+        note_skipped(path, f"{_kind(found.st_mode)}, not a file: nothing to read")
+    return None
 
 
 def _symlink_stat(path: str, root: str) -> os.stat_result | None:
@@ -61,10 +101,14 @@ def _symlink_stat(path: str, root: str) -> os.stat_result | None:
         log.warning("symlink leads out of its drop folder, not followed", extra={"path": path})
         return None
     try:
-        stat = os.stat(path)
+        found = os.stat(path)
     except OSError:
         return None
-    return stat if S_ISREG(stat.st_mode) else None
+    if S_ISREG(found.st_mode):
+        return found
+    if not S_ISDIR(found.st_mode):
+        note_skipped(path, f"a symlink to {_kind(found.st_mode)}, not a file: nothing to read")
+    return None
 
 
 def scan_tree(root: str, start: str | None = None, *, sort: bool = False) -> Iterator[tuple[str, os.stat_result]]:
@@ -104,6 +148,9 @@ def _entry_stat(entry: os.DirEntry[str], root: str, subdirs: list[str]) -> os.st
             return _symlink_stat(entry.path, root)
         elif entry.is_file(follow_symlinks=False):
             return entry.stat(follow_symlinks=False)
+        else:
+            note_skipped(entry.path, f"{_kind(entry.stat(follow_symlinks=False).st_mode)}, not a file: "
+                         "nothing to read")
     except OSError:  # vanished meanwhile
         pass
     return None
@@ -131,6 +178,7 @@ class FileRead:
     data: bytes | None = None
     reason: RejectReason | None = None
     vanished: bool = False
+    error: str | None = None  # why it could not be read (reason UNREADABLE)
 
 
 def read_file(path: Path, max_bytes: int) -> FileRead:
@@ -147,6 +195,13 @@ def read_file(path: Path, max_bytes: int) -> FileRead:
             data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         return FileRead(str(path), None, None, None, vanished=True)
+    except OSError as e:  # permissions, an I/O error, a folder now: recorded, replayable once fixed
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        return FileRead(str(path), None, found and found.st_size, found and found.st_mtime_ns,
+                        reason=RejectReason.UNREADABLE, error=f"{type(e).__name__}: {e.strerror or e}")
     return FileRead(str(path), hashlib.sha256(data).hexdigest(), len(data), stat.st_mtime_ns, data=data)
 
 
@@ -169,13 +224,15 @@ INSERT_BLOBS = (f"INSERT INTO blobs (sha256, size, data) SELECT sha256, size, da
                 "ON CONFLICT (sha256) DO NOTHING")
 LZ4_AVAILABLE = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
 INSERT_DROPS = text("""
-    INSERT INTO drops (path, sha256, size, mtime_ns, host, status, reason, detail, finished_at, stage, sent_at)
-    SELECT path, sha256, size, mtime_ns, CAST(:host AS text), status, reason, detail,
+    INSERT INTO drops (path, raw_path, sha256, size, mtime_ns, host, status, reason, detail, finished_at, stage,
+                       sent_at)
+    SELECT path, raw_path, sha256, size, mtime_ns, CAST(:host AS text), status, reason, detail,
            CASE WHEN status = 'queued' THEN NULL ELSE now() END,
            CASE WHEN status = 'queued' THEN 'parse' END, CASE WHEN status = 'queued' THEN now() END
-    FROM unnest(CAST(:path AS text[]), CAST(:sha256 AS varchar[]), CAST(:size AS bigint[]),
-                CAST(:mtime_ns AS bigint[]), CAST(:status AS varchar[]), CAST(:reason AS varchar[]),
-                CAST(:detail AS text[])) AS t(path, sha256, size, mtime_ns, status, reason, detail)
+    FROM unnest(CAST(:path AS text[]), CAST(:raw_path AS bytea[]), CAST(:sha256 AS varchar[]),
+                CAST(:size AS bigint[]), CAST(:mtime_ns AS bigint[]), CAST(:status AS varchar[]),
+                CAST(:reason AS varchar[]), CAST(:detail AS text[]))
+         AS t(path, raw_path, sha256, size, mtime_ns, status, reason, detail)
     ORDER BY path, sha256
     ON CONFLICT ON CONSTRAINT uq_drops_path_sha256 DO NOTHING
     RETURNING id, path, sha256, status""")
@@ -209,6 +266,9 @@ def _drop_state(read: FileRead, max_bytes: int) -> tuple[DropStatus, str | None,
     """The status a file enters the ledger with, and the reason and sentence when that is terminal."""
     if read.vanished:
         return DropStatus.VANISHED, "vanished", "the file disappeared between discovery and reading"
+    if read.reason is RejectReason.UNREADABLE:
+        return (DropStatus.REJECTED, read.reason.value,
+                f"the file cannot be read ({read.error}); fix its permissions or the disk, then replay it")
     if read.reason is RejectReason.TOO_LARGE:
         return (DropStatus.REJECTED, read.reason.value,
                 f"file is {read.size:,} bytes, over the {max_bytes:,}-byte limit; not read")
@@ -218,16 +278,18 @@ def _drop_state(read: FileRead, max_bytes: int) -> tuple[DropStatus, str | None,
 def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, max_bytes: int) -> list[Registered]:
     """Record files in the ledger: one drop per (path, content); a file seen before is not new.
 
-    Returns one entry per distinct (path, content) read, in the order read (a vanished file, which has no
-    content, is a new drop each time).
+    Returns one entry per distinct (path, content) read, in the order read (a vanished or unreadable file,
+    whose content is unknown, is a new drop each time), with the path as stored (stored_path).
     """
     reads = list(reads)
     if not reads:
         return []
     _insert_blobs(session, {r.sha256: r.data for r in reads if r.data is not None and r.sha256})
     states = [_drop_state(r, max_bytes) for r in reads]
+    keys = [(stored_path(r.path), r.sha256) for r in reads]
     inserted = session.execute(INSERT_DROPS, {
-        "host": host, "path": [r.path for r in reads], "sha256": [r.sha256 for r in reads],
+        "host": host, "path": [path for path, _ in keys], "raw_path": [raw_path(r.path) for r in reads],
+        "sha256": [r.sha256 for r in reads],
         "size": [r.size for r in reads], "mtime_ns": [r.mtime_ns for r in reads],
         "status": [s[0].value for s in states], "reason": [s[1] for s in states], "detail": [s[2] for s in states],
     }).all()
@@ -239,9 +301,9 @@ def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, ma
             vanished.append(entry)
         else:
             found[(row.path, row.sha256)] = entry
-    known = list(dict.fromkeys((r.path, r.sha256) for r in reads if r.sha256 and (r.path, r.sha256) not in found))
+    known = list(dict.fromkeys(key for key in keys if key[1] and key not in found))
     if known:
         for row in session.execute(SELECT_DROPS, {"path": [k[0] for k in known], "sha256": [k[1] for k in known]}):
             found[(row.path, row.sha256)] = Registered(row.id, row.path, False, DropStatus(row.status))
-    ordered = [found.pop(key) for key in dict.fromkeys((r.path, r.sha256) for r in reads) if key in found]
+    ordered = [found.pop(key) for key in dict.fromkeys(keys) if key in found]
     return ordered + vanished

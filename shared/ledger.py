@@ -14,6 +14,7 @@ Both are safe to run from several places at once (SKIP LOCKED).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -148,9 +149,14 @@ def select_replayable(session: Session, *, statuses: Sequence[DropStatus] = REPL
     return list(session.execute(query).scalars())
 
 
+def file_path(drop: Drop) -> Path:
+    """Where the drop's file is on disk (its raw name, when that is not UTF-8)."""
+    return Path(os.fsdecode(drop.raw_path)) if drop.raw_path else Path(drop.path)
+
+
 def missing_bytes(session: Session, drops: Sequence[Drop], max_bytes: int) -> dict[int, str]:
-    """Drops whose bytes are not kept (too large at intake), re-read from their file when it allows;
-    returns why the others cannot be replayed."""
+    """Drops whose bytes are not kept (too large or unreadable at intake), re-read from their file when it
+    allows; returns why the others cannot be replayed."""
     kept = set(session.execute(
         select(Blob.sha256).where(Blob.sha256.in_([d.sha256 for d in drops if d.sha256]))
     ).scalars())
@@ -158,16 +164,25 @@ def missing_bytes(session: Session, drops: Sequence[Drop], max_bytes: int) -> di
     for drop in drops:
         if drop.sha256 in kept:
             continue
-        read = read_file(Path(drop.path), max_bytes)
+        read = read_file(file_path(drop), max_bytes)
         if read.data is None:
-            problems[drop.id] = (f"bytes not kept and the file is {'gone' if read.vanished else 'still too large'}; "
-                                 "raise NEWSFLOW_PIPELINE__MAX_BYTES and keep the file in place")
+            why = ("gone" if read.vanished else f"still unreadable ({read.error})" if read.error
+                   else "still too large")
+            problems[drop.id] = f"bytes not kept and the file is {why}; fix it and keep the file in place"
+            continue
+        if drop.sha256 is None:  # unreadable when it was taken: its content is known only now
+            other = session.execute(select(Drop.id).where(Drop.path == drop.path, Drop.sha256 == read.sha256)
+                                    ).scalar()
+            if other is not None:
+                problems[drop.id] = f"its content was taken since, as drop {other}"
+                continue
+            drop.sha256, drop.size, drop.mtime_ns = read.sha256, read.size, read.mtime_ns
         elif read.sha256 != drop.sha256:
             problems[drop.id] = "the file changed since; the watcher takes the new content as a new drop"
-        else:
-            session.execute(insert(Blob).on_conflict_do_nothing(),
-                            [{"sha256": read.sha256, "size": read.size, "data": read.data}])
-            kept.add(read.sha256)
+            continue
+        session.execute(insert(Blob).on_conflict_do_nothing(),
+                        [{"sha256": read.sha256, "size": read.size, "data": read.data}])
+        kept.add(read.sha256)
     return problems
 
 

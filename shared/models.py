@@ -162,7 +162,8 @@ class Drop(Base):
     __tablename__ = "drops"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text, doc="A name that is not valid UTF-8 has those bytes escaped (\\xe9)")
+    raw_path: Mapped[bytes | None] = mapped_column(LargeBinary, doc="The path's bytes, when not valid UTF-8")
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)

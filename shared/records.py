@@ -45,6 +45,7 @@ class RejectReason(StrEnum):
     NOT_TEXT = "not_text"
     TOO_LARGE = "too_large"
     NO_BODY = "no_body"
+    UNREADABLE = "unreadable"
 
 
 class ArticleWarning(StrEnum):

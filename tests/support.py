@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,10 @@ class TestServers:
 class ServiceProcess:
     """One newsflow service as a child process, its output in a log file."""
 
-    def __init__(self, service: str, servers: TestServers, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, service: str, servers: TestServers, *args: str, env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.service = service
-        self.argv = [sys.executable, "-m", f"services.{service}", *args]
+        self.argv = [*prefix, sys.executable, "-m", f"services.{service}", *args]
         self.env = {**os.environ, **servers.env, **(env or {})}
         self.log_path = servers.logs / f"{service}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None

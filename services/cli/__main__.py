@@ -62,10 +62,9 @@ def up(drops: tuple[Path, ...], workers: int | None) -> None:
             start_local_services(supervisor, workers or settings.worker.concurrency, watcher=True)
             click.echo(f"newsflow is up, watching {', '.join(map(str, settings.drop_dirs))}; Ctrl-C stops it",
                        err=True)
-            while not stop and not supervisor.dead():
+            while not stop:
+                supervisor.keep_alive()
                 time.sleep(SUPERVISE_POLL_S)
-            if dead := supervisor.dead():
-                raise click.ClickException(f"service stopped unexpectedly: {', '.join(dead)}")
 
 
 def _stop_on_signals() -> list[int]:

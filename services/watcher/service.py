@@ -106,10 +106,11 @@ class Watcher:
 
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
-        query = (select(Drop.path, Drop.size, Drop.mtime_ns).distinct(Drop.path).order_by(Drop.path, Drop.id.desc())
-                 .execution_options(yield_per=2000))
+        query = (select(Drop.path, Drop.raw_path, Drop.size, Drop.mtime_ns).distinct(Drop.path)
+                 .order_by(Drop.path, Drop.id.desc()).execution_options(yield_per=2000))
         with self.runtime.sessions() as session:
-            self.known.update(fingerprint(row.path, row.size, row.mtime_ns) for row in session.execute(query))
+            self.known.update(fingerprint(os.fsdecode(row.raw_path) if row.raw_path else row.path, row.size,
+                                          row.mtime_ns) for row in session.execute(query))
         log.info("ledger loaded", extra={"known_paths": len(self.known)})
 
     def root_of(self, path: str) -> str | None:
@@ -220,8 +221,9 @@ class Watcher:
     def take(self, paths: list[str]) -> int:
         """Read, record and enqueue the first of these files (as many as TAKE_BYTES allows); returns how many.
 
-        A file that cannot be read (permissions, a folder now) is left where it is, with a warning, for a later
-        walk to try again: one such file must not stop the others, nor the watcher.
+        Whatever a file is, it ends in the ledger: one that cannot be read (permissions, an I/O error) as
+        `rejected` (`unreadable`, replayable), one that vanished as `vanished`, a name that is not UTF-8
+        escaped (with its bytes kept): no file stops the watcher.
         """
         pipeline = self.settings.pipeline
         reads: list[FileRead] = []
@@ -230,11 +232,7 @@ class Watcher:
             if held >= TAKE_BYTES:
                 break
             consumed += 1
-            try:
-                reads.append(read_file(Path(path), pipeline.max_bytes))
-            except OSError as e:
-                log.warning("cannot read a file, left for a later walk", extra={"path": path, "error": str(e)})
-                continue
+            reads.append(read_file(Path(path), pipeline.max_bytes))
             held += len(reads[-1].data or b"")
         if not reads:
             return consumed

@@ -449,6 +449,13 @@ class Rig:
             return not self.enrichment().get("pending")
         self.wait_until(done, "every article enriched or failed", timeout_s)
 
+    def report_enrichment(self, fault: str, at: Fault, outcome: str) -> None:
+        """report() timed to the last enrichment stored."""
+        with self.sessions() as session:
+            last = session.execute(text("SELECT extract(epoch FROM max(enriched_at)) FROM articles")).scalar_one()
+        print(f"\nFAULT | {fault} | {at.in_flight} | {outcome} | {float(last) - at.at:.1f} s to the last enrichment",
+              flush=True)
+
     def verify_enrichment(self) -> str:
         """After verify(): every article enriched once (one set of entity links, at most one re-send after a
         pickup unless it failed), failures with their reason; returns a summary."""

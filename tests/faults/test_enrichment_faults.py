@@ -26,7 +26,11 @@ POISON = "Poisonpill Quux"  # the planted fault below raises for an article that
 # Loaded at start-up by the enricher given this folder on PYTHONPATH: the enrichment code raises for one
 # article, as a bug in a library would, without any test hook in the service itself.
 SITECUSTOMIZE = f'''
-from services.enricher import enrich
+import sys
+
+sys.path.insert(0, {str(ROOT)!r})  # this checkout's code, as `python -m` would see it (sitecustomize runs first)
+
+from services.enricher import enrich  # noqa: E402
 
 _enrichment = enrich.Enricher._enrichment
 
@@ -64,7 +68,7 @@ def test_enricher_killed_with_a_batch_in_hand(rig: Rig) -> None:
     outcome = rig.verify()
     enriched = rig.verify_enrichment()
     assert rig.enrichment().get("failed", 0) == 0
-    rig.report(f"kill -9 enricher ({killed} processes) with articles in hand, new enricher started", fault,
+    rig.report_enrichment(f"kill -9 enricher ({killed} processes) with articles in hand, new enricher started", fault,
                f"{in_hand} articles in hand; {enriched}; {outcome}")
 
 
@@ -104,7 +108,7 @@ def test_poison_article_fails_alone_and_is_replayed(rig: Rig, tmp_path: Path) ->
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed the enrichment of 1 articles" in replayed.stdout and "enriched 1, failed 0" in replayed.stdout
     assert rig.audit().returncode == 0
-    rig.report(f"a poison article ({poison.name}) among {len(FILES)} good ones", fault,
+    rig.report_enrichment(f"a poison article ({poison.name}) among {len(FILES)} good ones", fault,
                f"it alone failed ('{error}'), stored and served, then replayed: enriched; {enriched}; {outcome}")
 
 
@@ -124,6 +128,6 @@ def test_redis_restarted_while_enrichment_is_in_flight(rig: Rig) -> None:
     enriched = rig.verify_enrichment()
     assert rig.enrichment().get("failed", 0) == 0
     crashed = ", ".join(f"{service} (exit {status})" for service, status in rig.restarted) or "none"
-    rig.report("Redis kill -9 + restarted empty while enrichment is in flight, services left running", fault,
+    rig.report_enrichment("Redis kill -9 + restarted empty while enrichment is in flight, services left running", fault,
                f"{pending} articles pending at the fault; services that exited and were restarted: {crashed}; "
                f"{enriched}; {outcome}")

@@ -1,8 +1,12 @@
 """Which files the watcher and `newsflow ingest` take, and how they are read."""
 
+import logging
+import os
 from pathlib import Path
 
-from shared.intake import candidate_stat, is_candidate, iter_candidates, read_file, scan_tree
+import pytest
+
+from shared.intake import candidate_stat, is_candidate, iter_candidates, raw_path, read_file, scan_tree, stored_path
 from shared.records import RejectReason
 
 
@@ -78,3 +82,28 @@ def test_candidate_stat_is_one_lstat_for_a_plain_file(tmp_path: Path) -> None:
     for name in ("escape.txt", "x.tmp", ".hidden-dir/c.txt", "sub", "missing.txt"):
         assert candidate_stat(str(root / name), str(root)) is None, name
     assert candidate_stat(str(tmp_path / "outside.txt"), str(root)) is None
+
+
+def test_a_file_that_cannot_be_read_is_a_rejection_that_says_why(tmp_path: Path) -> None:
+    (tmp_path / "now-a-folder.txt").mkdir()
+    read = read_file(tmp_path / "now-a-folder.txt", 1024)
+    assert read.reason is RejectReason.UNREADABLE and read.data is None and read.sha256 is None
+    assert read.error is not None and "IsADirectoryError" in read.error
+
+
+def test_a_name_that_is_not_utf8_is_stored_escaped_with_its_bytes_kept(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.txt")  # latin-1 bytes, as a Windows share might hand them over
+    assert stored_path(f"/drops/{name}") == "/drops/caf\\xe9.txt"
+    assert raw_path(f"/drops/{name}") == b"/drops/caf\xe9.txt"
+    assert raw_path("/drops/café.txt") is None and stored_path("/drops/café.txt") == "/drops/café.txt"
+
+
+def test_fifos_are_skipped_once_with_a_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "drops"
+    root.mkdir()
+    os.mkfifo(root / "pipe.txt")
+    (root / "a.txt").write_text("date 2020-01-01 T\nbody\n")
+    with caplog.at_level(logging.INFO):
+        assert [Path(p).name for p, _ in scan_tree(str(root))] == ["a.txt"]
+        assert candidate_stat(str(root / "pipe.txt"), str(root)) is None
+    assert caplog.text.count("skipped: a FIFO, not a file") == 1

@@ -204,11 +204,3 @@ def test_a_file_moved_in_from_another_folder_counts_as_renamed_in(tmp_path: Path
         observer.stop()
         observer.join()
     assert events == {("renamed", str(root / "a.txt")), ("renamed", str(root / "b.txt"))}
-
-
-def test_a_file_that_cannot_be_read_is_left_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (tmp_path / "now-a-folder.txt").mkdir()
-    watcher = make_watcher(tmp_path)
-    with caplog.at_level(logging.WARNING):
-        assert watcher.take([str(tmp_path / "now-a-folder.txt")]) == 1  # out of the ready list, no ledger
-    assert "cannot read a file, left for a later walk" in caplog.text

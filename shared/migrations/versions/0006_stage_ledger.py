@@ -10,6 +10,7 @@ no worker had ever touched. Now each unfinished drop records its stage (`parse` 
 message was sent and when a worker picked it up; its lease starts at the pickup, `deliveries` counts
 pickups and `retries` the re-sends after a lease ran out (the cap). Articles get the same for
 enrichment, with `enrichment_status` (pending, enriched, failed) and `enrichment_error` (SPEC section 6).
+A file name that is not valid UTF-8 is stored escaped in `path`, its bytes in `raw_path`.
 """
 
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ def upgrade() -> None:
     op.add_column('drops', sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('drops', sa.Column('picked_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('drops', sa.Column('deliveries', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.add_column('drops', sa.Column('raw_path', sa.LargeBinary(), nullable=True))
     # Queued drops start again from parsing, as sent now: nobody holds them yet.
     op.execute("UPDATE drops SET stage = 'parse', sent_at = now(), lease_expires_at = NULL WHERE status = 'queued'")
     op.drop_index('ix_drops_queued_lease', table_name='drops', postgresql_where=sa.text("status = 'queued'"))
@@ -61,6 +63,6 @@ def downgrade() -> None:
     op.execute("UPDATE drops SET lease_expires_at = now() WHERE status = 'queued'")  # re-sent by the reconciler
     op.create_index('ix_drops_queued_lease', 'drops', ['lease_expires_at'], unique=False,
                     postgresql_where=sa.text("status = 'queued'"))
-    for column in ('deliveries', 'picked_at', 'sent_at', 'stage'):
+    for column in ('raw_path', 'deliveries', 'picked_at', 'sent_at', 'stage'):
         op.drop_column('drops', column)
     op.alter_column('drops', 'retries', new_column_name='attempts')
