@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up test unit integration faults lint bench bench-full clean
+.PHONY: help install run up test unit integration faults soak lint bench bench-full clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,10 @@ integration: $(STAMP) ## Run the integration tests only
 
 faults: $(STAMP) ## Run the fault tests only (private servers killed and restarted for real)
 	$(BIN)/python -m pytest tests/faults -q -s
+
+MINUTES ?= 15
+soak: $(STAMP) ## Soak test (not in CI): drops for MINUTES (default 15) with a random fault each minute
+	NEWSFLOW_SOAK_MINUTES=$(MINUTES) $(BIN)/python -m pytest tests/faults/test_soak.py -q -s
 
 lint: $(STAMP) ## Check style and complexity (ruff)
 	$(BIN)/ruff check services shared tests

@@ -107,15 +107,18 @@ class Enricher:
         with self._timed("language"):
             languages = [self.detect_language(item.title, item.body) for item in items]
         english = [i for i, language in enumerate(languages) if language == "en"]
-        with self._timed("spacy (ner + sentencizer)"):
-            texts = [ner_text(items[i].body) for i in english]
-            groups = ner_batches(texts, NER_BATCH_MAX_CHARS)
-            parsed = [doc for group in groups for doc in self.nlp.pipe(group, batch_size=self.batch_size)]
-            docs = dict(zip(english, parsed, strict=True))
-        return [
-            self._enrichment(item, language, docs.get(i))
-            for i, (item, language) in enumerate(zip(items, languages, strict=True))
-        ]
+        # Strings spaCy interns for a batch's docs are freed when the zone ends: a long-lived enricher's
+        # memory stays flat (the docs must not outlive it, so everything that reads them happens inside).
+        with self.nlp.memory_zone():
+            with self._timed("spacy (ner + sentencizer)"):
+                texts = [ner_text(items[i].body) for i in english]
+                groups = ner_batches(texts, NER_BATCH_MAX_CHARS)
+                parsed = [doc for group in groups for doc in self.nlp.pipe(group, batch_size=self.batch_size)]
+                docs = dict(zip(english, parsed, strict=True))
+            return [
+                self._enrichment(item, language, docs.get(i))
+                for i, (item, language) in enumerate(zip(items, languages, strict=True))
+            ]
 
     def detect_language(self, title: str, body: str) -> str | None:
         """ISO 639-1 code of the article's language, None when the text says too little."""

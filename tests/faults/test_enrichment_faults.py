@@ -45,10 +45,13 @@ enrich.Enricher._enrichment = _poisoned
 '''
 
 
-def start_with_enricher(rig: Rig, *, env: dict[str, str] | None = None) -> None:
-    rig.start_pipeline()
+def start_with_enricher(rig: Rig, *, env: dict[str, str] | None = None, batch_size: int | None = None) -> None:
+    """Worker, storage (sending enrichment `batch_size` articles a message), one enricher process, watcher."""
+    rig.start("worker")
+    rig.start("storage", env={"NEWSFLOW_PIPELINE__BATCH_SIZE": str(batch_size)} if batch_size else None)
     rig.start("enricher", *ONE_PROCESS, env=env)
     rig.wait_for_nodes(3)
+    rig.start("watcher")
 
 
 def test_enricher_killed_with_a_batch_in_hand(rig: Rig) -> None:
@@ -113,14 +116,19 @@ def test_poison_article_fails_alone_and_is_replayed(rig: Rig, tmp_path: Path) ->
 
 
 def test_redis_restarted_while_enrichment_is_in_flight(rig: Rig) -> None:
-    start_with_enricher(rig)
+    start_with_enricher(rig, batch_size=5)  # twelve enrichment messages, taken one after another
     feeder = rig.feed(FILES)
     feeder.join()
     rig.wait_terminal(len(FILES))
-    rig.wait_until(lambda: rig.enrichment().get("enriched", 0) > 0, "the first enrichments", 60.0, poll_s=0.05)
+    seen: list[dict[str, int]] = []
 
+    def half_way() -> bool:
+        seen.append(rig.enrichment())
+        return seen[-1].get("enriched", 0) > 0 and seen[-1]["in_hand"] > 0
+
+    rig.wait_until(half_way, "enrichment half way", 60.0, poll_s=0.02)
     fault = rig.fault()
-    pending = rig.enrichment().get("pending", 0)
+    pending = seen[-1]["pending"]
     rig.broker.restart()  # kill -9 and a new, empty server: every enrichment message is gone
 
     rig.wait_enriched(ENRICH_TIMEOUT_S, restart_exited=True)
