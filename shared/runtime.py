@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import cached_property
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import worker_shutdown
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,6 +72,9 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     runtime = service_runtime(service)
     register(runtime.celery, runtime)
     concurrency = args.concurrency or default_concurrency(runtime.settings)
+    # Celery warns at every start as root; the risk it names is pickle, which newsflow refuses (JSON only),
+    # and the image runs as an unprivileged user. Nothing for a user of `make run` to act on.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     os.nice(niceness(runtime.settings))  # the pool's processes inherit it
     # worker_main() drops the worker's exit status (click's non-standalone mode returns it, Celery ignores
     # it), so a worker that died of an unrecoverable error would exit 0 and look stopped on purpose to

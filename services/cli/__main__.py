@@ -92,7 +92,8 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
         if workers is None:
             workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
         runtime = Runtime(settings)
-        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level})) as supervisor:
+        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level}),
+                        quiet=not verbose) as supervisor:
             if workers:
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
@@ -159,7 +160,7 @@ def enrich(backfill: bool, workers: int | None, window: int) -> None:
             workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
         runtime = Runtime(settings)
         env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
-        with Supervisor(env) as supervisor:
+        with Supervisor(env, quiet=True) as supervisor:
             if workers:
                 supervisor.start("storage", "storage")
                 supervisor.start("enricher", "enricher", "--concurrency", str(workers))

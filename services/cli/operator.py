@@ -78,7 +78,8 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
             click.echo(f"not replayed: drop {drop_id}: {why}", err=True)
         if workers is None:
             workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
-        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})) as supervisor:
+        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
+        with Supervisor(env, quiet=True) as supervisor:
             if workers and requeued:
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
@@ -102,7 +103,8 @@ def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | N
             items = requeue_failed_enrichment(session, article_ids)
         if workers is None:
             workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
-        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})) as supervisor:
+        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
+        with Supervisor(env, quiet=True) as supervisor:
             if workers and items:
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())

@@ -54,8 +54,11 @@ class Supervisor:
     """Start children, notice when one dies (and, with `keep_alive`, restart it with backoff), stop them all
     with SIGTERM (a warm shutdown)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, quiet: bool = False) -> None:
         self.env = env
+        # Celery prints its banner and "Warm shutdown" lines to stdout, whatever the log level: a command
+        # that shows only warnings (ingest, replay) drops them; the services' logs go to stderr either way.
+        self.stdout = subprocess.DEVNULL if quiet else sys.stderr
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, Restarts] = {}
 
@@ -64,7 +67,7 @@ class Supervisor:
 
     def _spawn(self, label: str, argv: list[str]) -> None:
         # Children write to our stderr: stdout carries only this command's own output (e.g. --json).
-        self.children[label] = subprocess.Popen(argv, env=self.env, stdout=sys.stderr)
+        self.children[label] = subprocess.Popen(argv, env=self.env, stdout=self.stdout)
         state = self.restarts.setdefault(label, Restarts(argv, time.monotonic()))
         state.started_at, state.restart_at = time.monotonic(), None
         log.info("started %s", label, extra={"pid": self.children[label].pid})
