@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from shared.db import transaction
-from shared.enrichment import count_unenriched, reconcile_enrichment
+from shared.enrichment import count_unenriched, failed_enrichments, reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import FileRead, iter_candidates, read_file, register_reads
 from shared.ledger import dispatch, reconcile, status_counts, unfinished_drops
@@ -42,6 +42,7 @@ class IngestReport:
     first_enqueue: float | None = None
     last_terminal: float | None = None
     enriched: int | None = None
+    enrichment_failed: list[tuple[int, str]] = field(default_factory=list)  # article id, why
 
     @property
     def elapsed_s(self) -> float:
@@ -55,6 +56,7 @@ class IngestReport:
             "counts": dict(self.counts), "enriched": self.enriched, "elapsed_s": round(self.elapsed_s, 3),
             "files_per_s": round(self.files / self.elapsed_s, 2) if self.elapsed_s else None,
             "problems": [dict(zip(("path", "status", "reason", "detail"), p, strict=True)) for p in self.problems],
+            "enrichment_failed": [{"article_id": a, "error": e} for a, e in self.enrichment_failed],
         }
 
 
@@ -163,7 +165,9 @@ def wait_until_enriched(waiter: Waiter, report: IngestReport) -> None:
             return count_unenriched(session, article_ids)
 
     waiter.until("articles enriched", len(article_ids), remaining, lambda: reconcile_enrichment(runtime))
-    report.enriched = len(article_ids)
+    with runtime.sessions() as session:
+        report.enrichment_failed = failed_enrichments(session, article_ids)
+    report.enriched = len(article_ids) - len(report.enrichment_failed)
 
 
 def collect_problems(runtime: Runtime, drop_ids: Sequence[int], report: IngestReport) -> None:
@@ -192,6 +196,10 @@ def format_report(report: IngestReport) -> str:
         lines.append(f"  unfinished {c['queued']:>6}")
     if report.enriched is not None:
         lines.append(f"  enriched   {report.enriched:>6}")
+    if report.enrichment_failed:
+        lines.append(f"  enrichment failed {len(report.enrichment_failed)} (stored and served; "
+                     "`newsflow replay --enrichment` after a fix):")
+        lines += [f"    article {article_id}: {error}" for article_id, error in report.enrichment_failed]
     if report.elapsed_s:
         lines.append(f"  {report.elapsed_s:.2f} s from first enqueue to last terminal state "
                      f"({report.files / report.elapsed_s:.1f} files/s)")
