@@ -7,6 +7,7 @@ this process started are stopped when it exits.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
 import tempfile
@@ -55,7 +56,9 @@ class EmbeddedRedis:
         self.dir = (data_dir / "redis").absolute()
         self.socket = self.dir / "redis.sock"
         if len(str(self.socket)) > MAX_SOCKET_PATH:
-            self.socket = Path(tempfile.gettempdir()) / f"newsflow-{abs(hash(str(self.dir))):x}.sock"
+            # A stable name for the folder (hash() of a str changes with every process: PYTHONHASHSEED).
+            digest = hashlib.blake2b(str(self.dir).encode(), digest_size=8).hexdigest()
+            self.socket = Path(tempfile.gettempdir()) / f"newsflow-{digest}.sock"
         self._process: subprocess.Popen[bytes] | None = None
         self.started_fresh = False
 
