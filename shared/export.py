@@ -20,6 +20,7 @@ def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLin
     ).scalars()
     lineage: dict[int, list[DropLineage]] = defaultdict(list)
     for drop in rows:
+        assert drop.article_id is not None  # selected by it
         lineage[drop.article_id].append(DropLineage(
             path=drop.path, sha256=drop.sha256, discovered_at=drop.discovered_at, host=drop.host,
             parsed_by=drop.parsed_by,
@@ -27,11 +28,11 @@ def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLin
     return lineage
 
 
-def _clusters(session: Session, cluster_ids: set[int]) -> dict[int, list[int]]:
+def _clusters(session: Session, cluster_ids: set[int]) -> dict[int | None, list[int]]:
     rows = session.execute(
         select(Article.cluster_id, Article.id).where(Article.cluster_id.in_(cluster_ids)).order_by(Article.id)
     ).all()
-    members: dict[int, list[int]] = defaultdict(list)
+    members: dict[int | None, list[int]] = defaultdict(list)
     for cluster_id, article_id in rows:
         members[cluster_id].append(article_id)
     return members

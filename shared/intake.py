@@ -130,7 +130,7 @@ def scan_tree(root: str, start: str | None = None, *, sort: bool = False) -> Ite
             continue
         with entries:
             listing = sorted(entries, key=lambda e: e.name) if sort else entries
-            subdirs = []
+            subdirs: list[str] = []
             for entry in listing:
                 if is_ignored_name(entry.name):
                     continue
@@ -249,6 +249,7 @@ def _insert_blobs(session: Session, blobs: dict[str, bytes]) -> None:
     if not blobs:
         return
     proxied = session.connection().connection
+    assert proxied.driver_connection is not None  # a live psycopg connection
     with proxied.driver_connection.cursor() as cur:
         if "newsflow_lz4" not in proxied.info:  # once per database connection
             proxied.info["newsflow_lz4"] = bool((cur.execute(LZ4_AVAILABLE).fetchone() or (False,))[0])

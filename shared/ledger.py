@@ -18,6 +18,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from celery import Celery
 from sqlalchemy import and_, case, func, or_, select, text, update
@@ -37,9 +38,12 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 5  # a drop whose worker kept dying with it is failed after this many re-sends, not retried forever
 
 
-def chunked(ids: Sequence[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
+T = TypeVar("T")
+
+
+def chunked(items: Sequence[T], size: int) -> Iterable[list[T]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
 
 
 def dispatch(app: Celery, drop_ids: Sequence[int], *, batch_size: int) -> int:
@@ -170,6 +174,7 @@ def missing_bytes(session: Session, drops: Sequence[Drop], max_bytes: int) -> di
                    else "still too large")
             problems[drop.id] = f"bytes not kept and the file is {why}; fix it and keep the file in place"
             continue
+        assert read.sha256 is not None  # read, so hashed
         if drop.sha256 is None:  # unreadable when it was taken: its content is known only now
             other = session.execute(select(Drop.id).where(Drop.path == drop.path, Drop.sha256 == read.sha256)
                                     ).scalar()

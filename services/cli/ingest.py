@@ -156,9 +156,9 @@ def wait_until_terminal(waiter: Waiter, report: IngestReport) -> None:
 def wait_until_enriched(waiter: Waiter, report: IngestReport) -> None:
     runtime = waiter.runtime
     with runtime.sessions() as session:
-        article_ids = list(session.execute(
+        article_ids = [i for i in session.execute(
             select(Drop.article_id).where(Drop.id.in_(report.drop_ids), Drop.status == DropStatus.STORED)
-        ).scalars())
+        ).scalars() if i is not None]
 
     def remaining() -> int:
         with runtime.sessions() as session:

@@ -29,7 +29,8 @@ def enrich_each(enricher: Enricher, items: Sequence[EnrichInput]) -> tuple[list[
         if len(items) == 1:
             log.exception("enrichment failed", extra={"article_id": items[0].article_id})
             return [], {items[0].article_id: f"enricher: {type(e).__name__}: {e}"}
-    results, errors = [], {}
+    results: list[Enrichment] = []
+    errors: dict[int, str] = {}
     for item in items:
         done, failed = enrich_each(enricher, [item])
         results += done

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
-from shared.records import DropOutcome, DropStatus, EnrichInput
+from shared.records import DropOutcome, DropStatus, EnrichInput, ParsedArticle
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
 
@@ -89,9 +89,13 @@ class ArticleRow:
             shingles, minhash = sketch(outcome.article.body)
         return cls(outcome, primary_sha256, shingles, minhash)
 
+    @property
+    def article(self) -> ParsedArticle:
+        assert self.outcome.article is not None  # only outcomes with an article become rows
+        return self.outcome.article
+
     def fields(self) -> dict[str, object]:
-        article = self.outcome.article
-        assert article is not None
+        article = self.article
         return {"title": article.title, "published_on": article.published_on, "source": article.source,
                 "source_raw": article.source_raw, "dateline": article.dateline,
                 "paragraphs": json.dumps(article.paragraphs), "body": article.body,
@@ -134,7 +138,7 @@ def adopt_primaries(session: Session, rows: dict[str, ArticleRow], ids: dict[str
         if primary is not None and row.primary_sha256 >= primary:
             continue
         execute_batch(session, ADOPT_PRIMARY, row.fields() | {"id": article_id})
-        if published_on != row.outcome.article.published_on:
+        if published_on != row.article.published_on:
             redated.append(article_id)
         log.info("article takes the metadata of an earlier-sorting copy", extra={"article_id": article_id})
     recluster(session, redated)  # the date picks the canonical
@@ -197,6 +201,6 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
         lock_index(session)  # held to the commit: from here on, only what must be serialised
         adopt_primaries(session, existing, ids)
         index_articles(session, fresh, threshold)
-    to_enrich = [EnrichInput(article_id=ids[h], title=best[h].article.title, body=best[h].article.body)
+    to_enrich = [EnrichInput(article_id=ids[h], title=rows[h].article.title, body=rows[h].article.body)
                  for h in sorted(new)]
     return Counter(row["status"].value for row in updates), to_enrich

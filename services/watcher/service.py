@@ -84,7 +84,7 @@ class EventQueue(FileSystemEventHandler):
 
 def make_observer() -> BaseObserver:
     """inotify reports a file moved in from elsewhere as a move (complete), not as a creation (to settle)."""
-    if Observer.__name__ == "InotifyObserver":
+    if Observer.__name__ == "InotifyObserver":  # type: ignore[attr-defined]
         return Observer(generate_full_events=True)  # type: ignore[call-arg]
     return Observer()
 

@@ -14,7 +14,9 @@ def run_migrations() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(normalise_url(config.get_main_option("sqlalchemy.url")), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "set sqlalchemy.url (shared/migrate.py does)"
+    engine = create_engine(normalise_url(url), poolclass=pool.NullPool)
     with engine.connect() as conn:
         _run(conn)
 
