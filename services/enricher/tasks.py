@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -11,13 +12,12 @@ from celery.signals import worker_process_init
 from services.enricher.enrich import Enricher
 from shared.db import transaction
 from shared.enrichment import fail_enrichment, pick_up_enrichment
-from shared.errors import TransientError, transient_boundary
 from shared.queues import TaskName
 from shared.records import EnrichInput, Enrichment
 from shared.runtime import Runtime
+from shared.tasks import pipeline_task
 
 log = logging.getLogger(__name__)
-MAX_TRANSIENT_RETRIES = 10
 
 
 def enrich_each(enricher: Enricher, items: Sequence[EnrichInput]) -> tuple[list[Enrichment], dict[int, str]]:
@@ -54,21 +54,23 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
 
     worker_process_init.connect(warm_up, weak=False)
 
-    @app.task(name=TaskName.ENRICH, autoretry_for=(TransientError,), retry_backoff=True, retry_backoff_max=60,
-              retry_jitter=True, max_retries=MAX_TRANSIENT_RETRIES)
+    def failed(kwargs: Mapping[str, Any], error: str) -> None:
+        with transaction(runtime.sessions) as session:
+            fail_enrichment(session, {i["article_id"]: f"enricher: {error}" for i in kwargs["items"]})
+
+    @pipeline_task(app, TaskName.ENRICH, on_failure=failed)
     def enrich_articles(items: list[dict]) -> None:
         decoded = [EnrichInput.model_validate(i) for i in items]
-        with transient_boundary():
-            # The pickup is committed before the work: an article that kills the enricher is counted.
+        # The pickup is committed before the work: an article that kills the enricher is counted.
+        with transaction(runtime.sessions) as session:
+            picked = pick_up_enrichment(session, [i.article_id for i in decoded], lease_s=lease_s)
+        todo = [i for i in decoded if i.article_id in picked]
+        if not todo:
+            return
+        results, errors = enrich_each(enricher(), todo)  # an article that raises fails alone
+        if errors:
             with transaction(runtime.sessions) as session:
-                picked = pick_up_enrichment(session, [i.article_id for i in decoded], lease_s=lease_s)
-            todo = [i for i in decoded if i.article_id in picked]
-            if not todo:
-                return
-            results, errors = enrich_each(enricher(), todo)
-            if errors:
-                with transaction(runtime.sessions) as session:
-                    fail_enrichment(session, errors)
-            if results:
-                app.send_task(TaskName.STORE_ENRICHMENTS,
-                              kwargs={"enrichments": [r.model_dump(mode="json") for r in results]})
+                fail_enrichment(session, errors)
+        if results:
+            app.send_task(TaskName.STORE_ENRICHMENTS,
+                          kwargs={"enrichments": [r.model_dump(mode="json") for r in results]})
