@@ -8,6 +8,7 @@ from collections.abc import Callable
 from celery import Celery
 from kombu import Queue as KombuQueue
 
+from shared.errors import SystemFailure
 from shared.queues import ROUTES, Queue
 
 TASK_SOFT_TIME_LIMIT_S = 240
@@ -62,7 +63,7 @@ def wait_for_nodes(app: Celery, count: int, *, timeout_s: float = 60.0, alive: C
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         if not alive():
-            raise RuntimeError("a service exited while starting")
+            raise SystemFailure("a service exited while starting")
         if len(app.control.ping(timeout=0.5)) >= count:
             return time.monotonic() - start
     raise TimeoutError(f"fewer than {count} Celery nodes answered within {timeout_s:.0f} s")

@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 import redis
 
+from shared.errors import SystemFailure
+
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "newsflow"
@@ -89,7 +91,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S
         while not self._answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"embedded Redis did not start; see {self.dir / 'redis.log'}")
+                raise SystemFailure(f"embedded Redis did not start; see {self.dir / 'redis.log'}")
             time.sleep(0.05)
         self.started_fresh = True
         return self.url

@@ -22,6 +22,15 @@ class PermanentError(NewsflowError):
     """Trying again will not help: record it and move on."""
 
 
+class SystemFailure(NewsflowError):
+    """The system itself failed (a service stopped, a server did not start), not a file: commands exit
+    non-zero."""
+
+
+class ConfigurationError(NewsflowError):
+    """A setting is missing or wrong for what was asked."""
+
+
 _TRANSIENT = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,

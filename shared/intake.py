@@ -17,7 +17,7 @@ from stat import S_ISDIR, S_ISLNK, S_ISREG
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from shared.records import DropStatus, RejectReason
+from shared.records import DropReason, DropStatus
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class FileRead:
     size: int | None
     mtime_ns: int | None
     data: bytes | None = None
-    reason: RejectReason | None = None
+    reason: DropReason | None = None
     vanished: bool = False
     error: str | None = None  # why it could not be read (reason UNREADABLE)
 
@@ -191,7 +191,7 @@ def read_file(path: Path, max_bytes: int) -> FileRead:
                 while chunk := handle.read(HASH_CHUNK_BYTES):
                     digest.update(chunk)
                 return FileRead(str(path), digest.hexdigest(), stat.st_size, stat.st_mtime_ns,
-                                reason=RejectReason.TOO_LARGE)
+                                reason=DropReason.TOO_LARGE)
             data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         return FileRead(str(path), None, None, None, vanished=True)
@@ -201,7 +201,7 @@ def read_file(path: Path, max_bytes: int) -> FileRead:
         except OSError:
             found = None
         return FileRead(str(path), None, found and found.st_size, found and found.st_mtime_ns,
-                        reason=RejectReason.UNREADABLE, error=f"{type(e).__name__}: {e.strerror or e}")
+                        reason=DropReason.UNREADABLE, error=f"{type(e).__name__}: {e.strerror or e}")
     return FileRead(str(path), hashlib.sha256(data).hexdigest(), len(data), stat.st_mtime_ns, data=data)
 
 
@@ -266,11 +266,11 @@ def _insert_blobs(session: Session, blobs: dict[str, bytes]) -> None:
 def _drop_state(read: FileRead, max_bytes: int) -> tuple[DropStatus, str | None, str | None]:
     """The status a file enters the ledger with, and the reason and sentence when that is terminal."""
     if read.vanished:
-        return DropStatus.VANISHED, "vanished", "the file disappeared between discovery and reading"
-    if read.reason is RejectReason.UNREADABLE:
+        return DropStatus.VANISHED, DropReason.VANISHED, "the file disappeared between discovery and reading"
+    if read.reason is DropReason.UNREADABLE:
         return (DropStatus.REJECTED, read.reason.value,
                 f"the file cannot be read ({read.error}); fix its permissions or the disk, then replay it")
-    if read.reason is RejectReason.TOO_LARGE:
+    if read.reason is DropReason.TOO_LARGE:
         return (DropStatus.REJECTED, read.reason.value,
                 f"file is {read.size:,} bytes, over the {max_bytes:,}-byte limit; not read")
     return DropStatus.QUEUED, None, None

@@ -30,7 +30,7 @@ from shared.db import interval, transaction
 from shared.intake import read_file
 from shared.models import Blob, Drop
 from shared.queues import STAGE_QUEUES, TaskName
-from shared.records import DropStatus, Stage
+from shared.records import DropReason, DropStatus, Stage
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def claim_for_resend(session: Session, *, lease_s: float, idle_stages: Sequence[
     if exhausted:
         session.execute(
             update(Drop).where(Drop.id.in_(exhausted)).values(
-                status=DropStatus.FAILED, reason="retries_exhausted", finished_at=func.now(),
+                status=DropStatus.FAILED, reason=DropReason.RETRIES_EXHAUSTED, finished_at=func.now(),
                 detail=f"a worker took it and did not finish, {MAX_RETRIES} times; replay it after a fix",
             )
         )
@@ -208,5 +208,5 @@ def fail_drops(runtime: Runtime, drop_ids: Sequence[int], error: str) -> None:
     """A permanent error at a task boundary: its drops end `failed` with the error kept (replayable)."""
     with transaction(runtime.sessions) as session:
         session.execute(update(Drop).where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED).values(
-            status=DropStatus.FAILED, reason="error", detail=error[:2000], finished_at=func.now()))
+            status=DropStatus.FAILED, reason=DropReason.ERROR, detail=error[:2000], finished_at=func.now()))
     log.error("drops failed", extra={"drop_ids": list(drop_ids), "error": error})

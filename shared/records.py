@@ -38,14 +38,20 @@ class EnrichmentStatus(StrEnum):
     FAILED = "failed"
 
 
-class RejectReason(StrEnum):
-    """Hard problems: the file is not stored as an article (SPEC section 1)."""
+class DropReason(StrEnum):
+    """Why a drop ended other than `stored`: the rejections (hard problems with the file, SPEC section 1),
+    then the other terminal states' reasons."""
 
     EMPTY = "empty"
     NOT_TEXT = "not_text"
     TOO_LARGE = "too_large"
     NO_BODY = "no_body"
     UNREADABLE = "unreadable"
+    MISSING_BYTES = "missing_bytes"  # the ledger lost the bytes it recorded (a bug or a manual deletion)
+    VANISHED = "vanished"
+    EXACT_DUPLICATE = "exact_duplicate"
+    ERROR = "error"  # a permanent error in a stage, kept in `detail`
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 class ArticleWarning(StrEnum):
@@ -80,7 +86,7 @@ class Rejection(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    reason: RejectReason
+    reason: DropReason
     detail: str
 
 

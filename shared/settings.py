@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.errors import ConfigurationError
+
 PIPELINE_VERSION = "1"
 # Bump when any enrichment output changes for the same input; `newsflow enrich --backfill` then
 # re-enriches every article stored with another version.
@@ -90,5 +92,5 @@ class Settings(BaseSettings):
     def require_urls(self) -> tuple[str, str]:
         """The database and broker URLs; callers start embedded servers first when they are unset."""
         if self.database_url is None or self.broker_url is None:
-            raise RuntimeError("NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL must be set for this command")
+            raise ConfigurationError("NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL must be set for this command")
         return self.database_url.get_secret_value(), self.broker_url.get_secret_value()

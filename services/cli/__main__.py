@@ -14,7 +14,6 @@ import click
 from services.cli.backfill import backfill as run_backfill
 from services.cli.ingest import (
     IngestReport,
-    SystemFailure,
     Waiter,
     collect_problems,
     enqueue_paths,
@@ -28,6 +27,7 @@ from services.cli.system import resend_all, start_local_services, system
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
 from shared.db import transaction
+from shared.errors import SystemFailure
 from shared.export import iter_articles, iter_drops
 from shared.logging import setup_logging
 from shared.runtime import Runtime

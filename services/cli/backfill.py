@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from shared.enrichment import count_unenriched, reconcile_enrichment
+from shared.errors import SystemFailure
 from shared.runtime import Runtime
 from shared.settings import ENRICHMENT_VERSION
 
@@ -30,7 +31,7 @@ def backfill(runtime: Runtime, *, window: int, progress: bool, dead_services: Ca
     left = total
     while left:
         if dead := dead_services():
-            raise RuntimeError(f"local service stopped unexpectedly: {', '.join(dead)}")
+            raise SystemFailure(f"local service stopped unexpectedly: {', '.join(dead)}")
         flying = in_flight(runtime)
         if flying < window // 2:
             reconcile_enrichment(runtime, version=ENRICHMENT_VERSION, limit=window - flying)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from shared.db import transaction
 from shared.enrichment import count_unenriched, failed_enrichments, reconcile_enrichment
-from shared.errors import TransientError, transient_boundary
+from shared.errors import SystemFailure, TransientError, transient_boundary
 from shared.intake import FileRead, iter_candidates, read_file, register_reads
 from shared.ledger import dispatch, reconcile, status_counts, unfinished_drops
 from shared.models import Drop
@@ -92,10 +92,6 @@ def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport)
         if to_send and report.first_enqueue is None:
             report.first_enqueue = time.monotonic()
         dispatch(runtime.celery, to_send, batch_size=settings.batch_size)
-
-
-class SystemFailure(RuntimeError):
-    """The system itself failed (not a file): ingest exits non-zero."""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
-from shared.records import DropOutcome, DropStatus, EnrichInput, ParsedArticle
+from shared.records import DropOutcome, DropReason, DropStatus, EnrichInput, ParsedArticle
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
 
@@ -148,7 +148,7 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
     """The terminal state one outcome gives its drop."""
     base = {"id": outcome.drop_id, "reason": None, "detail": None, "article_id": None, "parsed_by": outcome.parsed_by}
     if outcome.error is not None:
-        return base | {"status": DropStatus.FAILED, "reason": "error", "detail": outcome.error}
+        return base | {"status": DropStatus.FAILED, "reason": DropReason.ERROR, "detail": outcome.error}
     if outcome.rejection is not None or outcome.article is None:
         rejection = outcome.rejection
         return base | {"status": DropStatus.REJECTED, "reason": rejection.reason.value if rejection else "error",
@@ -156,7 +156,7 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
     article_id = ids[outcome.article.content_hash]
     if stored_by.get(outcome.article.content_hash) == outcome.drop_id:
         return base | {"status": DropStatus.STORED, "article_id": article_id}
-    return base | {"status": DropStatus.DUPLICATE, "article_id": article_id, "reason": "exact_duplicate",
+    return base | {"status": DropStatus.DUPLICATE, "article_id": article_id, "reason": DropReason.EXACT_DUPLICATE,
                    "detail": f"same text as article {article_id}"}
 
 

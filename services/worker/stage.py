@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.worker.parsing import parse_drop
 from shared.models import Blob, Drop
-from shared.records import DropOutcome, DropStatus, Rejection, RejectReason
+from shared.records import DropOutcome, DropReason, DropStatus, Rejection
 from shared.similarity import sketch
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def load_queued(session: Session, drop_ids: Sequence[int]) -> list[tuple[int, by
 
 def parse_one(drop_id: int, data: bytes | None, max_bytes: int, host: str) -> DropOutcome:
     if data is None:
-        rejection = Rejection(reason=RejectReason.NOT_TEXT, detail="the drop's bytes are missing from the ledger")
+        rejection = Rejection(reason=DropReason.MISSING_BYTES, detail="the drop's bytes are missing from the ledger")
         return DropOutcome(drop_id=drop_id, rejection=rejection, parsed_by=host)
     try:
         result = parse_drop(data, max_bytes=max_bytes)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.intake import candidate_stat, is_candidate, iter_candidates, raw_path, read_file, scan_tree, stored_path
-from shared.records import RejectReason
+from shared.records import DropReason
 
 
 def make_tree(root: Path, outside: Path) -> None:
@@ -45,7 +45,7 @@ def test_oversized_file_is_hashed_not_loaded(tmp_path: Path) -> None:
     with path.open("wb") as handle:
         handle.truncate(10 * 1024 * 1024)  # sparse
     read = read_file(path, max_bytes=1024)
-    assert read.reason is RejectReason.TOO_LARGE
+    assert read.reason is DropReason.TOO_LARGE
     assert read.data is None
     assert read.size == 10 * 1024 * 1024
     assert read.sha256 and len(read.sha256) == 64
@@ -87,7 +87,7 @@ def test_candidate_stat_is_one_lstat_for_a_plain_file(tmp_path: Path) -> None:
 def test_a_file_that_cannot_be_read_is_a_rejection_that_says_why(tmp_path: Path) -> None:
     (tmp_path / "now-a-folder.txt").mkdir()
     read = read_file(tmp_path / "now-a-folder.txt", 1024)
-    assert read.reason is RejectReason.UNREADABLE and read.data is None and read.sha256 is None
+    assert read.reason is DropReason.UNREADABLE and read.data is None and read.sha256 is None
     assert read.error is not None and "IsADirectoryError" in read.error
 
 

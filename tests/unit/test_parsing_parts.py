@@ -10,7 +10,7 @@ from services.worker.parsing.boilerplate import BOILERPLATE_LINES, is_boilerplat
 from services.worker.parsing.decode import DecodedText, control_share, decode_drop, fix_mojibake
 from services.worker.parsing.parser import parse_header
 from services.worker.parsing.sources import KNOWN_SOURCES, display_source, is_credit_line
-from shared.records import ArticleWarning, Rejection, RejectReason
+from shared.records import ArticleWarning, DropReason, Rejection
 from shared.text import normalise_line, split_lines
 
 
@@ -32,7 +32,7 @@ def test_decode(data: bytes, text: str, encoding: str) -> None:
 def test_decode_rejects_nul_bytes() -> None:
     result = decode_drop(b"date\x00 2019")
     assert isinstance(result, Rejection)
-    assert result.reason is RejectReason.NOT_TEXT
+    assert result.reason is DropReason.NOT_TEXT
 
 
 def test_control_share() -> None:

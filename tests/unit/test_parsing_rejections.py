@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.worker.parsing import parse_drop
-from shared.records import ArticleWarning, ParsedArticle, Rejection, RejectReason
+from shared.records import ArticleWarning, DropReason, ParsedArticle, Rejection
 
 ROOT = Path(__file__).parents[2]
 SEEDS = ROOT / "seeds"
@@ -47,7 +47,7 @@ def rejection(data: bytes, **kwargs: int) -> Rejection:
 )
 def test_empty(data: bytes) -> None:
     result = rejection(data)
-    assert result.reason is RejectReason.EMPTY
+    assert result.reason is DropReason.EMPTY
     assert result.detail
 
 
@@ -64,7 +64,7 @@ def test_empty(data: bytes) -> None:
 )
 def test_not_text(data: bytes) -> None:
     result = rejection(data)
-    assert result.reason is RejectReason.NOT_TEXT
+    assert result.reason is DropReason.NOT_TEXT
     assert "text" in result.detail
 
 
@@ -75,17 +75,17 @@ def test_a_few_stray_control_codes_are_tolerated_and_dropped() -> None:
 
 def test_too_large() -> None:
     result = rejection(b"x" * 3 * 1024 * 1024)
-    assert result.reason is RejectReason.TOO_LARGE
+    assert result.reason is DropReason.TOO_LARGE
     assert result.detail == "file is 3,145,728 bytes, over the 2,097,152-byte limit"
 
 
 def test_too_large_is_checked_before_decoding() -> None:
-    assert rejection(b"\x00" * 101, max_bytes=100).reason is RejectReason.TOO_LARGE
+    assert rejection(b"\x00" * 101, max_bytes=100).reason is DropReason.TOO_LARGE
 
 
 def test_max_bytes_is_inclusive() -> None:
     assert article(SAMPLE, max_bytes=len(SAMPLE)).title == SAMPLE_TITLE
-    assert rejection(SAMPLE, max_bytes=len(SAMPLE) - 1).reason is RejectReason.TOO_LARGE
+    assert rejection(SAMPLE, max_bytes=len(SAMPLE) - 1).reason is DropReason.TOO_LARGE
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_max_bytes_is_inclusive() -> None:
 )
 def test_no_body(text: str, detail: str) -> None:
     result = rejection(text.encode("utf-8"))
-    assert result.reason is RejectReason.NO_BODY
+    assert result.reason is DropReason.NO_BODY
     assert result.detail == detail
 
 
@@ -137,10 +137,10 @@ def test_seed_articles(
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("107_empty.txt", RejectReason.EMPTY),
-        ("108_no_body.txt", RejectReason.NO_BODY),
-        ("109_binary.bin", RejectReason.NOT_TEXT),
+        ("107_empty.txt", DropReason.EMPTY),
+        ("108_no_body.txt", DropReason.NO_BODY),
+        ("109_binary.bin", DropReason.NOT_TEXT),
     ],
 )
-def test_seed_rejections(name: str, reason: RejectReason) -> None:
+def test_seed_rejections(name: str, reason: DropReason) -> None:
     assert rejection((SEEDS / name).read_bytes()).reason is reason

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import ftfy
 
-from shared.records import Rejection, RejectReason
+from shared.records import DropReason, Rejection
 
 # A text file may hold a stray control code or two; above this share it is binary data.
 MAX_CONTROL_SHARE = 0.05
@@ -103,4 +103,4 @@ def _decode_8bit(data: bytes) -> DecodedText:
 
 def _not_text(detail: str) -> Rejection:
     """A not_text rejection with a plain-English detail."""
-    return Rejection(reason=RejectReason.NOT_TEXT, detail=detail)
+    return Rejection(reason=DropReason.NOT_TEXT, detail=detail)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from services.worker.parsing.boilerplate import is_boilerplate
 from services.worker.parsing.decode import decode_drop
 from services.worker.parsing.sources import display_source, is_credit_line
-from shared.records import ArticleWarning, ParsedArticle, Rejection, RejectReason
+from shared.records import ArticleWarning, DropReason, ParsedArticle, Rejection
 from shared.text import content_hash, normalise_visible_line, remove_invisible, split_lines
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
@@ -43,7 +43,7 @@ def parse_drop(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedArti
     """Parse one drop's bytes into an article, or say in plain words why they are not one."""
     if len(data) > max_bytes:
         detail = f"file is {len(data):,} bytes, over the {max_bytes:,}-byte limit"
-        return Rejection(reason=RejectReason.TOO_LARGE, detail=detail)
+        return Rejection(reason=DropReason.TOO_LARGE, detail=detail)
     decoded = decode_drop(data)
     if isinstance(decoded, Rejection):
         return decoded
@@ -55,7 +55,7 @@ def parse_drop(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedArti
     credit = body.pop() if body and is_credit_line(body[-1]) else None
     if not body:
         follows = "the header" if header.warning is not ArticleWarning.HEADER_MISSING else "the title line"
-        return Rejection(reason=RejectReason.NO_BODY, detail=f"no paragraph follows {follows}")
+        return Rejection(reason=DropReason.NO_BODY, detail=f"no paragraph follows {follows}")
     return ParsedArticle(
         title=header.title,
         published_on=header.published_on,
@@ -73,11 +73,11 @@ def text_lines(text: str) -> list[str] | Rejection:
     """The normalised, non-empty, non-boilerplate lines of text, or an `empty` rejection."""
     lines = [line for line in map(normalise_visible_line, split_lines(remove_invisible(text))) if line]
     if not lines:
-        return Rejection(reason=RejectReason.EMPTY, detail="file is empty or holds only blank space")
+        return Rejection(reason=DropReason.EMPTY, detail="file is empty or holds only blank space")
     kept = [line for line in lines if not is_boilerplate(line)]
     if not kept:
         detail = "file holds only page furniture such as “Advertisement”, no article text"
-        return Rejection(reason=RejectReason.EMPTY, detail=detail)
+        return Rejection(reason=DropReason.EMPTY, detail=detail)
     return kept
 
 
