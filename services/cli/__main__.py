@@ -23,15 +23,13 @@ from services.cli.ingest import (
 )
 from services.cli.operator import audit, replay
 from services.cli.processes import Supervisor, child_env, exec_service
-from services.cli.system import resend_all, start_local_services, system
+from services.cli.system import command, start_local_services
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
 from shared.db import transaction
 from shared.errors import SystemFailure
 from shared.export import iter_articles, iter_drops
-from shared.logging import setup_logging
-from shared.runtime import Runtime
-from shared.settings import ENRICHMENT_VERSION, Settings
+from shared.settings import ENRICHMENT_VERSION
 
 log = logging.getLogger("newsflow")
 SUPERVISE_POLL_S = 0.5
@@ -48,19 +46,12 @@ def cli() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default NEWSFLOW_WORKER__CONCURRENCY).")
 def up(drops: tuple[Path, ...], workers: int | None) -> None:
     """Run the whole system on this machine until Ctrl-C (embedded servers if no URLs are set)."""
-    settings = Settings()
-    if drops:
-        settings = settings.model_copy(update={"drop_dirs": list(drops)})
-    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
-    with system(settings) as (settings, servers):
-        if servers.fresh_broker:
-            resend_all(Runtime(settings))
-        extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in settings.drop_dirs])}
-        env = child_env(*settings.require_urls(), extra)
+    with command(drop_dirs=drops) as cmd:
+        extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in cmd.settings.drop_dirs])}
         stop = _stop_on_signals()
-        with Supervisor(env) as supervisor:
-            start_local_services(supervisor, workers or settings.worker.concurrency, watcher=True)
-            click.echo(f"newsflow is up, watching {', '.join(map(str, settings.drop_dirs))}; Ctrl-C stops it",
+        with Supervisor(child_env(*cmd.settings.require_urls(), extra)) as supervisor:
+            start_local_services(supervisor, workers or cmd.settings.worker.concurrency, watcher=True)
+            click.echo(f"newsflow is up, watching {', '.join(map(str, cmd.settings.drop_dirs))}; Ctrl-C stops it",
                        err=True)
             while not stop:
                 supervisor.keep_alive()
@@ -85,20 +76,15 @@ def _stop_on_signals() -> list[int]:
 @click.option("--verbose", "-v", is_flag=True, help="Show the services' logs (NEWSFLOW_LOG_LEVEL), not only warnings.")
 def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bool, verbose: bool) -> None:
     """Enqueue every file under PATH... that the watcher would take, and report what became of each."""
-    settings = Settings()
-    level = settings.log_level if verbose else "WARNING"
-    setup_logging("cli", level=level, json_lines=settings.log_json)
-    with system(settings) as (settings, servers):
-        if workers is None:
-            workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
-        runtime = Runtime(settings)
-        with Supervisor(child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level}),
-                        quiet=not verbose) as supervisor:
+    with command(log_level=None if verbose else "WARNING") as cmd:
+        runtime = cmd.runtime
+        workers = cmd.local_processes(workers, cmd.settings.worker.concurrency)
+        level = cmd.settings.log_level if verbose else "WARNING"
+        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level})
+        with Supervisor(env, quiet=not verbose) as supervisor:
             if workers:
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
-            if servers.fresh_broker:
-                resend_all(runtime)
             report = IngestReport()
             enqueue_paths(runtime, paths, report)
             if wait:
@@ -122,9 +108,7 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest version (Alembic)."""
-    settings = Settings()
-    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
-    with system(settings):
+    with command():
         click.echo("database schema is up to date")
 
 
@@ -134,14 +118,10 @@ def migrate() -> None:
 @click.option("--output", "-o", type=click.File("w"), default="-", help="File to write (default stdout).")
 def export(kind: str, jsonl: bool, output) -> None:
     """Write the consumer records (SPEC section 6), one JSON object a line."""
-    settings = Settings()
-    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
-    with system(settings) as (settings, _):
-        runtime = Runtime(settings)
-        with runtime.sessions() as session:
-            records = iter_articles(session) if kind == "articles" else iter_drops(session)
-            for record in records:
-                output.write(record.model_dump_json() + "\n")
+    with command(log_level="WARNING") as cmd, cmd.runtime.sessions() as session:
+        records = iter_articles(session) if kind == "articles" else iter_drops(session)
+        for record in records:
+            output.write(record.model_dump_json() + "\n")
 
 
 @cli.command()
@@ -153,19 +133,15 @@ def export(kind: str, jsonl: bool, output) -> None:
 @click.option("--window", type=int, default=200, show_default=True, help="Articles in flight at most.")
 def enrich(backfill: bool, workers: int | None, window: int) -> None:
     """Re-enrich articles in batches, with progress; safe to interrupt and run again."""
-    settings = Settings()
-    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
-    with system(settings) as (settings, servers):
-        if workers is None:
-            workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
-        runtime = Runtime(settings)
-        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
-        with Supervisor(env, quiet=True) as supervisor:
+    with command(log_level="WARNING") as cmd:
+        workers = cmd.local_processes(workers, cmd.settings.enricher.concurrency)
+        with Supervisor(child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"}),
+                        quiet=True) as supervisor:
             if workers:
                 supervisor.start("storage", "storage")
                 supervisor.start("enricher", "enricher", "--concurrency", str(workers))
-                wait_for_nodes(runtime.celery, 2, alive=lambda: not supervisor.dead())
-            total = run_backfill(runtime, window=window, progress=sys.stderr.isatty(),
+                wait_for_nodes(cmd.runtime.celery, 2, alive=lambda: not supervisor.dead())
+            total = run_backfill(cmd.runtime, window=window, progress=sys.stderr.isatty(),
                                  dead_services=supervisor.dead)
     click.echo(f"{total} articles re-enriched to enrichment version {ENRICHMENT_VERSION}")
 
@@ -181,12 +157,9 @@ def clusters() -> None:
                    "in the storage service's environment, or new articles keep the old one.")
 def rebuild_clusters(threshold: float | None) -> None:
     """Recompute every near-duplicate link and cluster, e.g. after changing the threshold."""
-    settings = Settings()
-    setup_logging("cli", level=settings.log_level, json_lines=settings.log_json)
-    with system(settings) as (settings, _):
-        threshold = settings.dedup.threshold if threshold is None else threshold
-        runtime = Runtime(settings)
-        with transaction(runtime.sessions) as session:
+    with command() as cmd:
+        threshold = cmd.settings.dedup.threshold if threshold is None else threshold
+        with transaction(cmd.runtime.sessions) as session:
             count = rebuild(session, threshold)
             sizes = cluster_sizes(session)
     click.echo(f"rebuilt clusters of {count} articles at threshold {threshold}: "

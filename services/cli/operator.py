@@ -9,7 +9,7 @@ import click
 
 from services.cli.ingest import IngestReport, Waiter, collect_problems, format_report, wait_until_terminal
 from services.cli.processes import Supervisor, child_env
-from services.cli.system import start_local_services, system
+from services.cli.system import command, start_local_services
 from shared.audit import format_findings, run_audit
 from shared.celery_app import wait_for_nodes
 from shared.db import transaction
@@ -21,19 +21,15 @@ from shared.enrichment import (
     requeue_failed_enrichment,
 )
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
-from shared.logging import setup_logging
 from shared.records import DropStatus
 from shared.runtime import Runtime
-from shared.settings import Settings
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def audit(as_json: bool) -> None:
     """Check the delivery invariants; exit 1 when one fails."""
-    settings = Settings()
-    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
-    with system(settings) as (settings, _), Runtime(settings).sessions() as session:
+    with command(log_level="WARNING") as cmd, cmd.runtime.sessions() as session:
         findings = run_audit(session)
     if as_json:
         click.echo(json.dumps([{"check": f.check.name, "ok": f.ok, "count": f.count,
@@ -65,20 +61,16 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
         return replay_enrichment(ids, wait, workers)
     if not (everything or reason or ids or statuses):
         raise click.UsageError("say which drops: --all, --status, --reason or --id")
-    settings = Settings()
-    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
-    with system(settings) as (settings, servers):
-        runtime = Runtime(settings)
-        pipeline = settings.pipeline
+    with command(log_level="WARNING") as cmd:
+        runtime, pipeline = cmd.runtime, cmd.settings.pipeline
         with transaction(runtime.sessions) as session:
             drops = select_replayable(session, statuses=[DropStatus(s) for s in statuses] or REPLAYABLE,
                                       reason=reason, ids=ids)
             requeued, problems = requeue_for_replay(session, drops, max_bytes=pipeline.max_bytes)
         for drop_id, why in problems.items():
             click.echo(f"not replayed: drop {drop_id}: {why}", err=True)
-        if workers is None:
-            workers = settings.worker.concurrency if servers.postgres or servers.redis else 0
-        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
+        workers = cmd.local_processes(workers, cmd.settings.worker.concurrency)
+        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
         with Supervisor(env, quiet=True) as supervisor:
             if workers and requeued:
                 start_local_services(supervisor, workers)
@@ -95,20 +87,17 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
 
 
 def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | None) -> None:
-    settings = Settings()
-    setup_logging("cli", level="WARNING", json_lines=settings.log_json)
-    with system(settings) as (settings, servers):
-        runtime = Runtime(settings)
+    with command(log_level="WARNING") as cmd:
+        runtime = cmd.runtime
         with transaction(runtime.sessions) as session:
             items = requeue_failed_enrichment(session, article_ids)
-        if workers is None:
-            workers = settings.enricher.concurrency if servers.postgres or servers.redis else 0
-        env = child_env(*settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
+        workers = cmd.local_processes(workers, cmd.settings.enricher.concurrency)
+        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
         with Supervisor(env, quiet=True) as supervisor:
             if workers and items:
                 start_local_services(supervisor, workers)
                 wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
-            dispatch_enrichment(runtime.celery, items, batch_size=settings.pipeline.batch_size)
+            dispatch_enrichment(runtime.celery, items, batch_size=cmd.settings.pipeline.batch_size)
             click.echo(f"replayed the enrichment of {len(items)} articles")
             if wait and items:
                 waiter = Waiter(runtime, progress=sys.stderr.isatty(), dead_services=supervisor.dead)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -13,6 +15,7 @@ from shared.db import redact_url
 from shared.embedded import EmbeddedServers
 from shared.enrichment import reconcile_enrichment
 from shared.ledger import reconcile
+from shared.logging import setup_logging
 from shared.migrate import upgrade_to_head
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -47,3 +50,34 @@ def resend_all(runtime: Runtime) -> None:
     every pending enrichment again; a message that was not lost after all finds its work done."""
     reconcile(runtime, all_queued=True)
     reconcile_enrichment(runtime, all_pending=True)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a command runs on: its settings (with the servers' URLs), the servers, the runtime."""
+
+    settings: Settings
+    servers: EmbeddedServers
+    runtime: Runtime
+
+    def local_processes(self, asked: int | None, default: int) -> int:
+        """`--workers`: as asked; else `default` with embedded servers, 0 against a running system."""
+        if asked is not None:
+            return asked
+        return default if self.servers.postgres or self.servers.redis else 0
+
+
+@contextmanager
+def command(*, log_level: str | None = None, drop_dirs: Sequence[Path] = ()) -> Iterator[Command]:
+    """Every command's preamble, one way: settings, logging, the servers (embedded where no URL is set)
+    migrated to the latest schema, and after a broker that came up empty every unfinished drop and
+    enrichment sent again."""
+    settings = Settings()
+    if drop_dirs:
+        settings = settings.model_copy(update={"drop_dirs": list(drop_dirs)})
+    setup_logging("cli", level=log_level or settings.log_level, json_lines=settings.log_json)
+    with system(settings) as (settings, servers):
+        runtime = Runtime(settings)
+        if servers.fresh_broker:
+            resend_all(runtime)
+        yield Command(settings, servers, runtime)
