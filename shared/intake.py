@@ -9,19 +9,22 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import transaction
 from shared.records import DropReason, DropStatus
 
 log = logging.getLogger(__name__)
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+TAKE_FILES = 500  # files read and recorded per transaction (each message still carries batch_size)...
+TAKE_BYTES = 32 * 1024 * 1024  # ...or fewer, once their contents reach this (one file over it goes alone)
 HASH_CHUNK_BYTES = 1024 * 1024
 SKIPPED_MEMORY = 10_000  # paths whose skipping was logged, so a rescan does not log them again
 
@@ -308,3 +311,32 @@ def register_reads(session: Session, reads: Iterable[FileRead], *, host: str, ma
             found[(row.path, row.sha256)] = Registered(row.id, row.path, False, DropStatus(row.status))
     ordered = [found.pop(key) for key in dict.fromkeys(keys) if key in found]
     return ordered + vanished
+
+
+@dataclass(frozen=True)
+class Taken:
+    consumed: int  # paths used, from the front of those given
+    reads: list[FileRead]
+    registered: list[Registered]
+    sent: list[int]  # new drops sent to the parse queue
+
+
+def take_files(sessions: sessionmaker[Session], paths: Sequence[str | Path], *, host: str, max_bytes: int,
+               send: Callable[[list[int]], object]) -> Taken:
+    """Read -> register -> dispatch, the one way files enter the pipeline (the watcher and `ingest`): the
+    first of these files (TAKE_FILES, or fewer once TAKE_BYTES of contents are held) are read, recorded in
+    the ledger in one transaction, and the new queued drops sent after the commit."""
+    reads: list[FileRead] = []
+    held = 0
+    for path in paths:
+        if len(reads) >= TAKE_FILES or held >= TAKE_BYTES:
+            break
+        reads.append(read_file(Path(path), max_bytes))
+        held += len(reads[-1].data or b"")
+    if not reads:
+        return Taken(0, [], [], [])
+    with transaction(sessions) as session:
+        registered = register_reads(session, reads, host=host, max_bytes=max_bytes)
+    new = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
+    send(new)
+    return Taken(len(reads), reads, registered, new)

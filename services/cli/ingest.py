@@ -6,7 +6,7 @@ import logging
 import socket
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.db import transaction
 from shared.enrichment import count_unenriched, failed_enrichments, reconcile_enrichment
 from shared.errors import SystemFailure, TransientError, transient_boundary
-from shared.intake import FileRead, iter_candidates, read_file, register_reads
+from shared.intake import TAKE_FILES, iter_candidates, take_files
 from shared.ledger import dispatch, reconcile, status_counts, unfinished_drops
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES, DropStatus
@@ -25,8 +24,6 @@ from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-REGISTER_CHUNK = 500  # files read and recorded per transaction...
-REGISTER_BYTES = 32 * 1024 * 1024  # ...or fewer, once their contents reach this (a file may be max_bytes)
 POLL_INTERVAL_S = 0.1
 STALL_WARNING_S = 30.0
 UNREACHABLE_PAUSE_S = 1.0
@@ -60,16 +57,6 @@ class IngestReport:
         }
 
 
-def read_chunk(files: deque[Path], max_bytes: int) -> list[FileRead]:
-    """Read the next files: REGISTER_CHUNK of them, or fewer once REGISTER_BYTES of contents are held."""
-    reads: list[FileRead] = []
-    held = 0
-    while files and len(reads) < REGISTER_CHUNK and held < REGISTER_BYTES:
-        reads.append(read_file(files.popleft(), max_bytes))
-        held += len(reads[-1].data or b"")
-    return reads
-
-
 def owed(runtime: Runtime) -> int:
     with runtime.sessions() as session:
         return unfinished_drops(session)
@@ -78,20 +65,19 @@ def owed(runtime: Runtime) -> int:
 def enqueue_paths(runtime: Runtime, paths: Iterable[Path], report: IngestReport) -> None:
     settings = runtime.settings.pipeline
     host = socket.gethostname()
-    files = deque(f for p in paths for f in iter_candidates(p))
+    files = [f for p in paths for f in iter_candidates(p)]
     report.files = len(files)
-    while files:
+    done = 0
+    while done < len(files):
         while owed(runtime) >= settings.max_unfinished:  # back-pressure, as the watcher's
             time.sleep(POLL_INTERVAL_S)
-        reads = read_chunk(files, settings.max_bytes)
-        with transaction(runtime.sessions) as session:
-            registered = register_reads(session, reads, host=host, max_bytes=settings.max_bytes)
-        report.new += sum(r.is_new for r in registered)
-        report.drop_ids += [r.drop_id for r in registered]
-        to_send = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
-        if to_send and report.first_enqueue is None:
+        taken = take_files(runtime.sessions, files[done:done + TAKE_FILES], host=host, max_bytes=settings.max_bytes,
+                           send=lambda ids: dispatch(runtime.celery, ids, batch_size=settings.batch_size))
+        done += taken.consumed
+        report.new += sum(r.is_new for r in taken.registered)
+        report.drop_ids += [r.drop_id for r in taken.registered]
+        if taken.sent and report.first_enqueue is None:
             report.first_enqueue = time.monotonic()
-        dispatch(runtime.celery, to_send, batch_size=settings.batch_size)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The watcher loop: watchdog events and a walk of the drop folders (at start and every rescan interval) find
-files; complete ones are read, recorded in the ledger and enqueued, a transaction of up to TAKE_FILES at a
-time, while the pipeline owes fewer than `max_unfinished` drops in all its stages together, counted in the
-ledger (back-pressure); at every rescan the reconciler re-sends what a worker did not finish or was lost.
+files; complete ones are read, recorded in the ledger and enqueued (shared.intake.take_files, a transaction of
+up to TAKE_FILES at a time), while the pipeline owes fewer than `max_unfinished` drops in all its stages
+together, counted in the ledger (back-pressure); at every rescan the reconciler re-sends what a worker did not
+finish or was lost.
 
 Memory does not grow with a backlog: the walk is resumable and advances only while fewer than READY_CAP
 files wait to be taken (the rest wait on disk), a take holds at most TAKE_BYTES of file contents, and what
@@ -38,19 +39,15 @@ from services.watcher.known import KnownFiles, fingerprint
 from services.watcher.sender import Sender
 from services.watcher.settle import SettleTracker
 from services.watcher.walk import Walks
-from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
-from shared.intake import FileRead, candidate_stat, is_ignored_name, read_file, register_reads
+from shared.intake import TAKE_FILES, candidate_stat, is_ignored_name, take_files
 from shared.ledger import reconcile, unfinished_drops
 from shared.models import Drop
-from shared.records import DropStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 UNREACHABLE_PAUSE_S = 1.0
-TAKE_FILES = 500  # files read and recorded per transaction (each message still carries batch_size)
-TAKE_BYTES = 32 * 1024 * 1024  # file contents held per transaction, at most (one file over it goes alone)
 READY_CAP = 2000  # files waiting to be taken beyond which the walk waits
 EVENT_CAP = 10_000  # ...and beyond which events are dropped: the next walk finds those files on disk
 WALK_SLICE = 1000  # entries walked per turn of the loop, so events are served during a long walk
@@ -214,38 +211,25 @@ class Watcher:
             room = self.room()
             if not room:
                 return
-            paths = list(itertools.islice(self.ready, min(room, TAKE_FILES)))
+            paths = list(itertools.islice(self.ready, min(room, TAKE_FILES)))  # take() reads fewer past TAKE_BYTES
             for path in paths[:self.take(paths)]:
                 del self.ready[path]
 
     def take(self, paths: list[str]) -> int:
-        """Read, record and enqueue the first of these files (as many as TAKE_BYTES allows); returns how many.
+        """Read, record and enqueue the first of these files (shared.intake.take_files); returns how many.
 
         Whatever a file is, it ends in the ledger: one that cannot be read (permissions, an I/O error) as
         `rejected` (`unreadable`, replayable), one that vanished as `vanished`, a name that is not UTF-8
         escaped (with its bytes kept): no file stops the watcher.
         """
-        pipeline = self.settings.pipeline
-        reads: list[FileRead] = []
-        consumed = held = 0
-        for path in paths:
-            if held >= TAKE_BYTES:
-                break
-            consumed += 1
-            reads.append(read_file(Path(path), pipeline.max_bytes))
-            held += len(reads[-1].data or b"")
-        if not reads:
-            return consumed
-        with transaction(self.runtime.sessions) as session:
-            registered = register_reads(session, reads, host=self.host, max_bytes=pipeline.max_bytes)
-        for read in reads:
+        taken = take_files(self.runtime.sessions, paths, host=self.host, max_bytes=self.settings.pipeline.max_bytes,
+                           send=self.sender.send)
+        for read in taken.reads:
             if not read.vanished:
                 self.known.add(fingerprint(read.path, read.size, read.mtime_ns))
-        new = [r.drop_id for r in registered if r.is_new and r.status is DropStatus.QUEUED]
-        self.sender.send(new)
-        log.info("files taken", extra={"files": len(reads), "enqueued": len(new),
-                                       "known": sum(not r.is_new for r in registered)})
-        return consumed
+        log.info("files taken", extra={"files": len(taken.reads), "enqueued": len(taken.sent),
+                                       "known": sum(not r.is_new for r in taken.registered)})
+        return taken.consumed
 
     def run(self, stop: threading.Event) -> None:
         self.load_known()

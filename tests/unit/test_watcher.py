@@ -175,7 +175,7 @@ def test_taking_resumes_once_half_the_limit_is_free_and_says_so_once(tmp_path: P
 
 
 def test_takes_are_capped_in_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "TAKE_FILES", 100)
+    monkeypatch.setattr(service, "TAKE_FILES", 100)  # the watcher slices ready files by it
     watcher = make_watcher(tmp_path)
     intake = FakeIntake(watcher, room=300)
     watcher.ready = {f"/f/{i}": 0.0 for i in range(250)}
