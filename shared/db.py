@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, create_engine, func
+from sqlalchemy import CursorResult, Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,6 +65,7 @@ def int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def interval(seconds: float) -> ColumnElement:
-    """`seconds` as a PostgreSQL interval, for expressions such as `now() + interval(lease_s)`."""
-    return func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
+def seconds(value: float) -> timedelta:
+    """A duration in seconds as PostgreSQL takes it: psycopg sends a timedelta as an interval, so SQL reads
+    `now() + :lease` (or `now() - seconds(lease_s)` in SQLAlchemy) without building one in SQL."""
+    return timedelta(seconds=value)

@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.celery_app import queue_depth
-from shared.db import interval, transaction
+from shared.db import seconds, transaction
 from shared.ledger import MAX_RETRIES, chunked
 from shared.models import Article
 from shared.queues import Queue, TaskName
@@ -45,7 +45,7 @@ def needs_enrichment(version: str | None):
 
 PICK_UP = text("""
     UPDATE articles SET enrich_picked_at = now(), enrich_deliveries = enrich_deliveries + 1,
-           enrich_lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision))
+           enrich_lease_expires_at = now() + CAST(:lease AS interval)
     WHERE id = ANY(CAST(:ids AS bigint[])) AND enrichment_status = 'pending'
     RETURNING id""")
 FAIL = text("""
@@ -57,7 +57,7 @@ FAIL = text("""
 
 def pick_up_enrichment(session: Session, article_ids: Sequence[int], *, lease_s: float) -> set[int]:
     """The enricher takes these articles: counted, the lease starts. Returns those still pending."""
-    return set(session.execute(PICK_UP, {"lease_s": float(lease_s), "ids": sorted(article_ids)}).scalars())
+    return set(session.execute(PICK_UP, {"lease": seconds(lease_s), "ids": sorted(article_ids)}).scalars())
 
 
 def fail_enrichment(session: Session, errors: Mapping[int, str]) -> None:
@@ -77,7 +77,7 @@ def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, vers
     pending = Article.enrichment_status == EnrichmentStatus.PENDING
     expired = and_(Article.enrich_picked_at.is_not(None), Article.enrich_lease_expires_at < func.now())
     unsent = Article.enrich_sent_at.is_(None)
-    lost = or_(unsent, Article.enrich_sent_at < func.now() - interval(lease_s)) if queue_idle else unsent
+    lost = or_(unsent, Article.enrich_sent_at < func.now() - seconds(lease_s)) if queue_idle else unsent
     due = and_(pending, or_(expired, and_(Article.enrich_picked_at.is_(None), lost))) if not all_pending else pending
     if version is not None:
         due = or_(due, and_(Article.enrichment_status == EnrichmentStatus.ENRICHED,
@@ -88,12 +88,12 @@ def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, vers
         .values(enrich_retries=Article.enrich_retries + case((and_(pending, expired), 1), else_=0),
                 enrichment_status=EnrichmentStatus.PENDING, enrich_sent_at=func.now(), enrich_picked_at=None,
                 enrich_lease_expires_at=None)
-        .returning(Article.id, Article.title, Article.body, Article.enrich_retries)
+        .returning(Article.id, Article.title, Article.body, Article.dateline, Article.enrich_retries)
     ).all()
     exhausted = {r.id: f"the enricher took it and did not finish, {MAX_RETRIES} times; replay it after a fix"
                  for r in rows if r.enrich_retries >= MAX_RETRIES}
     fail_enrichment(session, exhausted)
-    return [(EnrichInput(article_id=r.id, title=r.title, body=r.body), r.enrich_retries)
+    return [(EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline), r.enrich_retries)
             for r in sorted(rows, key=lambda r: r.id) if r.id not in exhausted]
 
 
@@ -119,13 +119,14 @@ REQUEUE = text("""
     UPDATE articles SET enrichment_status = 'pending', enrichment_error = NULL, enrich_retries = 0,
            enrich_sent_at = now(), enrich_picked_at = NULL, enrich_lease_expires_at = NULL
     WHERE enrichment_status = 'failed' AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(CAST(:ids AS bigint[])))
-    RETURNING id, title, body""")
+    RETURNING id, title, body, dateline""")
 
 
 def requeue_failed_enrichment(session: Session, article_ids: Sequence[int] = ()) -> list[EnrichInput]:
     """Failed enrichments (all, or these articles) back to pending, as sent: the caller sends them."""
     rows = session.execute(REQUEUE, {"ids": sorted(article_ids) or None}).all()
-    return [EnrichInput(article_id=r.id, title=r.title, body=r.body) for r in sorted(rows, key=lambda r: r.id)]
+    return [EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline)
+            for r in sorted(rows, key=lambda r: r.id)]
 
 
 def failed_enrichments(session: Session, article_ids: Sequence[int]) -> list[tuple[int, str]]:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.celery_app import queue_depth
-from shared.db import interval, transaction
+from shared.db import seconds, transaction
 from shared.intake import read_file
 from shared.models import Blob, Drop
 from shared.queues import STAGE_QUEUES, TaskName
@@ -57,7 +57,7 @@ def dispatch(app: Celery, drop_ids: Sequence[int], *, batch_size: int) -> int:
 
 PICK_UP = text("""
     UPDATE drops SET stage = :stage, picked_at = now(), deliveries = deliveries + 1,
-           lease_expires_at = now() + make_interval(secs => CAST(:lease_s AS double precision))
+           lease_expires_at = now() + CAST(:lease AS interval)
     WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'queued'
     RETURNING id""")
 HAND_OVER = text("""
@@ -67,7 +67,7 @@ HAND_OVER = text("""
 
 def pick_up(session: Session, drop_ids: Sequence[int], stage: Stage, *, lease_s: float) -> set[int]:
     """A worker takes these drops in this stage: counted, its lease starts. Returns those still queued."""
-    return set(session.execute(PICK_UP, {"stage": stage.value, "lease_s": float(lease_s),
+    return set(session.execute(PICK_UP, {"stage": stage.value, "lease": seconds(lease_s),
                                          "ids": sorted(drop_ids)}).scalars())
 
 
@@ -82,7 +82,7 @@ def claim_for_resend(session: Session, *, lease_s: float, idle_stages: Sequence[
     counted; failed at MAX_RETRIES), those never picked up in an idle stage and sent over a lease ago (lost
     messages), or all queued ones (after the broker lost every message). Each goes back to parsing."""
     expired = and_(Drop.picked_at.is_not(None), Drop.lease_expires_at < func.now())
-    lost = and_(Drop.picked_at.is_(None), Drop.stage.in_(idle_stages), Drop.sent_at < func.now() - interval(lease_s))
+    lost = and_(Drop.picked_at.is_(None), Drop.stage.in_(idle_stages), Drop.sent_at < func.now() - seconds(lease_s))
     due = select(Drop.id).where(Drop.status == DropStatus.QUEUED)
     if not all_queued:
         due = due.where(or_(expired, lost))

@@ -171,6 +171,8 @@ class EnrichInput(BaseModel):
     article_id: int
     title: str
     body: str
+    dateline: str | None = Field(default=None, description="The leading date paragraph the parser found, if any: "
+                                 "the summary starts after it.")
 
 
 class Enrichment(BaseModel):

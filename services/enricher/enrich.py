@@ -163,7 +163,7 @@ class Enricher:
             keywords = self.keywords(item.title, item.body, language)
         with self._timed("summary + counts"):
             words = word_count(item.body)
-            lead = summary(sentences)
+            lead = summary(sentences, item.dateline)
         return Enrichment(
             article_id=item.article_id,
             version=ENRICHMENT_VERSION,

@@ -14,15 +14,6 @@ ELLIPSIS = "…"
 
 # A word is a run of non-blanks with at least one letter or digit, so a free-standing dash is not one.
 _WORD = re.compile(r"[^\W_]")
-_WEEKDAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?"
-_MONTH = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-# "Friday, January 4, 2019" heading a body is the date, not the news: the summary starts after it.
-_DATELINE = re.compile(
-    rf"(?:{_WEEKDAY},? )?(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}})", re.IGNORECASE
-)
 # A sentence ends at . ! ? … (with closing quotes or brackets) before a blank, or at CJK full stops.
 _SENTENCE_END = re.compile(r"[.!?…]+(?:\s?[\"'”’»)\]])*\s+|[。！？]+[\"”’」』)）]*\s*")
 _TERMINALS = ".!?…。！？\"'”’»)]"
@@ -45,23 +36,19 @@ def reading_time_min(words: int) -> float:
     return round(words / WORDS_PER_MINUTE, 1)
 
 
-def is_dateline(sentence: str) -> bool:
-    """Whether a sentence is only a date, as wire copy often opens ("Friday, January 4, 2019")."""
-    return _DATELINE.fullmatch(" ".join(sentence.split()).rstrip(".")) is not None
-
-
-def summary(sentences: Sequence[str]) -> str:
-    """The lead: whole sentences until SUMMARY_WORDS words, a leading dateline skipped, a long one cut."""
+def summary(sentences: Sequence[str], dateline: str | None = None) -> str:
+    """The lead: whole sentences until SUMMARY_WORDS words, a long one cut, and the body's leading dateline
+    (found by the parser, "Friday, January 4, 2019") skipped: the date is not the news."""
     parts: list[str] = []
-    dateline = ""
+    skip = " ".join(dateline.split()).rstrip(".") if dateline else ""
     words = 0
     for raw in sentences:
         tokens = raw.split()
         if not tokens:
             continue
         sentence, n = " ".join(tokens), len(tokens)
-        if not parts and not dateline and is_dateline(sentence):
-            dateline = sentence
+        if not parts and skip and sentence.rstrip(".") == skip:
+            skip = ""
             continue
         if parts and words + n > SUMMARY_MAX_WORDS:
             break
@@ -70,7 +57,7 @@ def summary(sentences: Sequence[str]) -> str:
         if words >= SUMMARY_WORDS:
             break
     if not parts:
-        return dateline
+        return " ".join(dateline.split()) if dateline else ""
     if words > SUMMARY_MAX_WORDS:
         cut = " ".join(parts[0].split()[:SUMMARY_WORDS])
         return cut.rstrip(",;:–—-") + ELLIPSIS

@@ -201,6 +201,6 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
         lock_index(session)  # held to the commit: from here on, only what must be serialised
         adopt_primaries(session, existing, ids)
         index_articles(session, fresh, threshold)
-    to_enrich = [EnrichInput(article_id=ids[h], title=rows[h].article.title, body=rows[h].article.body)
-                 for h in sorted(new)]
+    to_enrich = [EnrichInput(article_id=ids[h], title=rows[h].article.title, body=rows[h].article.body,
+                             dateline=rows[h].article.dateline) for h in sorted(new)]
     return Counter(row["status"].value for row in updates), to_enrich

@@ -6,11 +6,12 @@ import codecs
 
 import pytest
 
+from services.worker.parsing import parse_drop
 from services.worker.parsing.boilerplate import BOILERPLATE_LINES, is_boilerplate
 from services.worker.parsing.decode import DecodedText, control_share, decode_drop, fix_mojibake
 from services.worker.parsing.parser import parse_header
 from services.worker.parsing.sources import KNOWN_SOURCES, display_source, is_credit_line
-from shared.records import ArticleWarning, DropReason, Rejection
+from shared.records import ArticleWarning, DropReason, ParsedArticle, Rejection
 from shared.text import normalise_line, split_lines
 
 
@@ -118,3 +119,14 @@ def test_parse_header(line: str, title: str, warning: ArticleWarning | None) -> 
     header = parse_header(line)
     assert (header.title, header.warning) == (title, warning)
     assert (header.published_on is None) is (warning is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "dateline"),
+    [("Friday, January 4, 2019", True), ("4 January 2019", True), ("Jan. 4, 2019.", True),
+     ("Friday was sunny.", False), ("Trump arrives in Osaka", False)],
+)  # fmt: skip
+def test_a_leading_date_paragraph_is_the_dateline(text: str, dateline: bool) -> None:
+    result = parse_drop(f"date 2019-01-04 Title\n{text}\nThe news itself.\n".encode())
+    assert isinstance(result, ParsedArticle)
+    assert result.dateline == (text if dateline else None)

@@ -24,7 +24,8 @@ _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
-# "Friday, January 4, 2019" or "4 January 2019", weekday optional, alone on its line.
+# "Friday, January 4, 2019" or "4 January 2019", weekday optional, alone on its line. Found here only: the
+# enricher gets it with the article (its summary starts after it).
 _DATELINE_RE = re.compile(
     rf"(?:{_WEEKDAY},? )?(?:{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}})",
     re.IGNORECASE,
@@ -61,7 +62,7 @@ def parse_drop(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedArti
         published_on=header.published_on,
         source=display_source(credit) if credit else None,
         source_raw=credit,
-        dateline=body[0] if _DATELINE_RE.fullmatch(body[0]) else None,
+        dateline=body[0] if _DATELINE_RE.fullmatch(body[0].rstrip(".")) else None,
         paragraphs=body,
         warnings=[header.warning] if header.warning else [],
         encoding=decoded.encoding,
