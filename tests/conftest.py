@@ -20,7 +20,7 @@ import redis
 from shared.db import create_db_engine, create_session_factory
 from shared.migrate import upgrade_to_head
 from shared.settings import Settings
-from tests.support import ServiceProcess, TestServers, truncate_all
+from tests.support import ServiceProcess, TestServers, scratch_database, truncate_all
 
 ROOT = Path(__file__).parents[1]
 ADMIN_URL = os.environ.get("NEWSFLOW_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -38,18 +38,13 @@ def _unreachable(what: str, error: Exception) -> None:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"newsflow_test_{uuid.uuid4().hex[:8]}"
     try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+        psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3).close()
     except psycopg.OperationalError as e:
         _unreachable("PostgreSQL", e)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade_to_head(url)
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(ADMIN_URL, f"newsflow_test_{uuid.uuid4().hex[:8]}") as url:
+        upgrade_to_head(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

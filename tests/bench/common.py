@@ -15,14 +15,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
-import psycopg
 import redis
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the project root: tests.support
 from shared.celery_app import create_celery
+from tests.support import scratch_database
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BROKER_URL = "redis://127.0.0.1:6379/13"
@@ -38,17 +39,9 @@ def db_url(name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
-@contextmanager
-def database(name: str) -> Iterator[str]:
-    """A fresh database, dropped (connections and all) on the way out."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield db_url(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def database(name: str) -> AbstractContextManager[str]:
+    """A fresh database, dropped (connections and all) on the way out (the tests' own helper)."""
+    return scratch_database(ADMIN_URL, name)
 
 
 SENTINEL_KEY = "newsflow-bench:owner"

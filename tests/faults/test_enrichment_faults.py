@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.faults.conftest import Rig, corpus
+from tests.faults.corpus import corpus
+from tests.faults.rig import Rig
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,14 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
+from shared.queues import Queue
 from shared.celery_app import create_celery
 from shared.db import transaction
 from shared.intake import read_file, register_reads
 from shared.ledger import dispatch
 from shared.settings import PipelineSettings
-from tests.faults.conftest import MAX_BYTES, DropFile, Fault, Feeder, Rig, corpus, second_version
+from tests.faults.corpus import MAX_BYTES, DropFile, Feeder, corpus, second_version
+from tests.faults.rig import Fault, Rig
 from tests.support import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -93,8 +95,8 @@ def test_worker_killed_mid_stream(rig: Rig) -> None:
     # With a batch in hand (delivered, not acknowledged): the message is lost with the worker. It stays
     # aside in the broker (`unacked`) until the visibility timeout, an hour: only the reconciler helps.
     fault = rig.fault(feeder)
-    killed, kills, lost = kill_in_the_act(rig, "worker", lambda: rig.in_hand("newsflow.parse") > 0,
-                                          lambda: rig.in_hand("newsflow.parse"), baseline=0)
+    killed, kills, lost = kill_in_the_act(rig, "worker", lambda: rig.in_hand(Queue.PARSE) > 0,
+                                          lambda: rig.in_hand(Queue.PARSE), baseline=0)
 
     outcome = finish(rig, feeder)
     rig.report(f"kill -9 worker ({killed} processes) with a batch in hand, new worker started"
@@ -115,7 +117,7 @@ def test_storage_killed_mid_batch(rig: Rig) -> None:
     cut_before = cuts()
     killed, kills, _ = kill_in_the_act(rig, "storage", lambda: rig.open_transactions("storage") > 0, cuts,
                                        baseline=cut_before)
-    lost = rig.in_hand("newsflow.store")  # left aside by the dead storage processes, never acknowledged
+    lost = rig.in_hand(Queue.STORE)  # left aside by the dead storage processes, never acknowledged
 
     outcome = finish(rig, feeder)
     cut = cuts() - cut_before

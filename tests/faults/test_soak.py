@@ -19,7 +19,8 @@ from itertools import count
 import psutil
 import pytest
 
-from tests.faults.conftest import DropFile, Rig, corpus, second_version
+from tests.faults.corpus import DropFile, corpus, second_version
+from tests.faults.rig import Rig
 from tests.support import write_atomically
 
 pytestmark = pytest.mark.integration
