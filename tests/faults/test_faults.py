@@ -16,11 +16,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
-from shared.queues import Queue
 from shared.celery_app import create_celery
 from shared.db import transaction
 from shared.intake import read_file, register_reads
 from shared.ledger import dispatch
+from shared.queues import Queue
 from shared.settings import PipelineSettings
 from tests.faults.corpus import MAX_BYTES, DropFile, Feeder, corpus, second_version
 from tests.faults.rig import Fault, Rig
