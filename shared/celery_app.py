@@ -69,6 +69,20 @@ def wait_for_nodes(app: Celery, count: int, *, timeout_s: float = 60.0, alive: C
     raise TimeoutError(f"fewer than {count} Celery nodes answered within {timeout_s:.0f} s")
 
 
+def queue_depths(app: Celery, queues: list[str]) -> dict[str, int]:
+    """Messages waiting on each queue, over one connection (0 for a queue not declared yet)."""
+    depths = {}
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            try:
+                depths[queue] = conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except conn.channel_errors:
+                depths[queue] = 0
+                conn.release()  # an AMQP channel is closed by the error
+                conn = app.connection_for_write()
+    return depths
+
+
 def queue_depth(app: Celery, queue: Queue) -> int:
     """Messages waiting in a queue (not those a worker holds); 0 for a queue not declared yet."""
     with app.connection_for_write() as conn:

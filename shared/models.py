@@ -103,6 +103,8 @@ class Article(Base):
         Index("ix_articles_keywords", "keywords", postgresql_using="gin"),
         Index("ix_articles_countries", "countries", postgresql_using="gin"),
         Index("ix_articles_enrichment_version", "enrichment_version"),
+        Index("ix_articles_enriched_at", "enriched_at"),
+        Index("ix_articles_source_created_at", "source", "created_at"),
         Index("ix_articles_enrich_unfinished", "enrich_sent_at",
               postgresql_where=text("enrichment_status = 'pending'")),
     )
@@ -192,4 +194,22 @@ class Drop(Base):
         UniqueConstraint("path", "sha256", name="uq_drops_path_sha256"),
         Index("ix_drops_article_id", "article_id"),
         Index("ix_drops_unfinished", "stage", "sent_at", postgresql_where=text("status = 'queued'")),
+        Index("ix_drops_finished_at", "finished_at"),
+        Index("ix_drops_replay_backlog", "status", "reason", postgresql_where=text("status IN ('failed', 'rejected')")),
     )
+
+
+class Heartbeat(Base):
+    """A running service process, as it last said (every HEARTBEAT_S): what it consumes and how busy it is."""
+
+    __tablename__ = "heartbeats"
+
+    node: Mapped[str] = mapped_column(Text, primary_key=True, doc="Celery node name, or service@host:pid")
+    service: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int]
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    concurrency: Mapped[int] = mapped_column(server_default=text("1"))
+    active: Mapped[int] = mapped_column(server_default=text("0"), doc="Tasks running at the last beat")
+    started_at: Mapped[datetime] = _now()
+    beat_at: Mapped[datetime] = _now()

@@ -12,15 +12,18 @@ import sys
 import warnings
 from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from celery import Celery
 from celery.exceptions import SecurityWarning
-from celery.signals import worker_shutdown
+from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery, worker_argv
 from shared.db import create_db_engine, create_session_factory
+from shared.heartbeats import Heart
 from shared.logging import setup_logging
 from shared.queues import Queue
 from shared.settings import Settings
@@ -81,6 +84,20 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     # whatever supervises it (restart: on-failure). Keep the status the worker set and exit with it.
     status: list[int] = []
     worker_shutdown.connect(lambda sender, **_: status.append(getattr(sender, "exitcode", None) or 0), weak=False)
+    # Once the pool has forked, the main process beats for the whole node (shared/heartbeats.py).
+    hearts: list[Heart] = []
+
+    def ready(sender: Any, **_: Any) -> None:
+        hearts.append(Heart(runtime.settings.require_urls()[0], node=sender.hostname, service=service,
+                            queues=[queue.value], concurrency=concurrency,
+                            active=lambda: len(worker_state.active_requests)).start())
+
+    worker_ready.connect(ready, weak=False)
+    def shutdown(**_: Any) -> None:
+        for heart in hearts:
+            heart.stop()
+
+    worker_shutdown.connect(shutdown, weak=False)
     runtime.celery.worker_main(worker_argv(queue, concurrency=concurrency, hostname=args.hostname,
                                            log_level=runtime.settings.log_level))
     sys.exit(status[-1] if status else 0)

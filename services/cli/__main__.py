@@ -23,6 +23,7 @@ from services.cli.ingest import (
 )
 from services.cli.operator import audit, replay
 from services.cli.processes import Supervisor, child_env, exec_service
+from services.cli.status import status, trace
 from services.cli.system import command, start_local_services
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
@@ -176,6 +177,8 @@ def _service_command(name: str) -> click.Command:
 
 
 cli.add_command(audit)
+cli.add_command(status)
+cli.add_command(trace)
 cli.add_command(replay)
 for _name in ("watcher", "worker", "enricher", "storage"):
     cli.add_command(_service_command(_name))

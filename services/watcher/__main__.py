@@ -6,11 +6,14 @@ Consumes files in NEWSFLOW_DROP_DIRS; produces drops in the ledger and messages 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
 from services.watcher.service import Watcher
+from shared.heartbeats import Heart
 from shared.runtime import service_runtime
 
 
@@ -29,7 +32,12 @@ def main(argv: list[str] | None = None) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    watcher.run(stop)
+    heart = Heart(settings.require_urls()[0], node=f"watcher-{os.getpid()}@{socket.gethostname()}",
+                  service="watcher").start()
+    try:
+        watcher.run(stop)
+    finally:
+        heart.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""heartbeats of the services, and the indexes `newsflow status` reads through
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-29 15:30:00
+
+Every service process records a heartbeat row (node, service, queues, concurrency, tasks running, when it
+started and when it last beat), so the operator view knows the consumers of each stage without a broadcast
+that waits out its timeout, and with none running. The status figures read recent drops by when they
+ended, recent enrichments by when they were stored, the replay backlog, and each source's articles by
+time: an index for each, so a ledger of millions answers in milliseconds.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = '0007'
+down_revision: str | None = '0006'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        'heartbeats',
+        sa.Column('node', sa.Text(), nullable=False),
+        sa.Column('service', sa.String(16), nullable=False),
+        sa.Column('host', sa.Text(), nullable=False),
+        sa.Column('pid', sa.Integer(), nullable=False),
+        sa.Column('queues', postgresql.ARRAY(sa.Text()), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column('concurrency', sa.Integer(), server_default=sa.text('1'), nullable=False),
+        sa.Column('active', sa.Integer(), server_default=sa.text('0'), nullable=False),
+        sa.Column('started_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('beat_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.PrimaryKeyConstraint('node', name=op.f('pk_heartbeats')),
+    )
+    op.create_index('ix_drops_finished_at', 'drops', ['finished_at'], unique=False)
+    op.create_index('ix_drops_replay_backlog', 'drops', ['status', 'reason'], unique=False,
+                    postgresql_where=sa.text("status IN ('failed', 'rejected')"))
+    op.create_index('ix_articles_enriched_at', 'articles', ['enriched_at'], unique=False)
+    op.create_index('ix_articles_source_created_at', 'articles', ['source', 'created_at'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_articles_source_created_at', table_name='articles')
+    op.drop_index('ix_articles_enriched_at', table_name='articles')
+    op.drop_index('ix_drops_replay_backlog', table_name='drops',
+                  postgresql_where=sa.text("status IN ('failed', 'rejected')"))
+    op.drop_index('ix_drops_finished_at', table_name='drops')
+    op.drop_table('heartbeats')
