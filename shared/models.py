@@ -213,3 +213,28 @@ class Heartbeat(Base):
     active: Mapped[int] = mapped_column(server_default=text("0"), doc="Tasks running at the last beat")
     started_at: Mapped[datetime] = _now()
     beat_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """A key for the HTTP API (SPEC section 6, "Access"): stored hashed, with a name and a role."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(String(16), doc="reader or operator")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, doc="SHA-256 hex of the key")
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OperatorAction(Base):
+    """Something an operator key did through the API, with the key's name."""
+
+    __tablename__ = "operator_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = _now()
+    key_name: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict] = mapped_column(JSONB)

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from services.cli.ingest import (
     wait_until_enriched,
     wait_until_terminal,
 )
+from services.cli.keys import keys
 from services.cli.operator import audit, replay
 from services.cli.processes import Supervisor, child_env, exec_service
 from services.cli.status import status, trace
@@ -30,7 +32,8 @@ from shared.clusters import cluster_sizes, rebuild
 from shared.db import transaction
 from shared.errors import SystemFailure
 from shared.export import iter_articles, iter_drops
-from shared.settings import ENRICHMENT_VERSION
+from shared.keys import Role, create_key
+from shared.settings import API_PORT, ENRICHMENT_VERSION
 
 log = logging.getLogger("newsflow")
 SUPERVISE_POLL_S = 0.5
@@ -45,15 +48,22 @@ def cli() -> None:
 @click.option("--drop", "drops", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Drop folder to watch (repeatable; default NEWSFLOW_DROP_DIRS).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default NEWSFLOW_WORKER__CONCURRENCY).")
-def up(drops: tuple[Path, ...], workers: int | None) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the api listens on.")
+@click.option("--port", type=int, default=API_PORT, show_default=True, help="Port of the api.")
+def up(drops: tuple[Path, ...], workers: int | None, host: str, port: int) -> None:
     """Run the whole system on this machine until Ctrl-C (embedded servers if no URLs are set)."""
     with command(drop_dirs=drops) as cmd:
         extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in cmd.settings.drop_dirs])}
         stop = _stop_on_signals()
         with Supervisor(child_env(*cmd.settings.require_urls(), extra)) as supervisor:
             start_local_services(supervisor, workers or cmd.settings.worker.concurrency, watcher=True)
-            click.echo(f"newsflow is up, watching {', '.join(map(str, cmd.settings.drop_dirs))}; Ctrl-C stops it",
-                       err=True)
+            supervisor.start("api", "api", "--host", host, "--port", str(port))
+            click.echo(f"newsflow is up, watching {', '.join(map(str, cmd.settings.drop_dirs))}; "
+                       f"api at http://{host}:{port} (/docs); Ctrl-C stops it", err=True)
+            if cmd.servers.postgres or cmd.servers.redis:  # a first try needs no setup
+                with transaction(cmd.runtime.sessions) as session:
+                    key = create_key(session, f"up-{datetime.now():%Y%m%d-%H%M%S}", Role.OPERATOR)
+                click.echo(f"operator key for this try (Authorization: Bearer ...): {key}", err=True)
             while not stop:
                 supervisor.keep_alive()
                 time.sleep(SUPERVISE_POLL_S)
@@ -180,7 +190,8 @@ cli.add_command(audit)
 cli.add_command(status)
 cli.add_command(trace)
 cli.add_command(replay)
-for _name in ("watcher", "worker", "enricher", "storage"):
+cli.add_command(keys)
+for _name in ("watcher", "worker", "enricher", "storage", "api"):
     cli.add_command(_service_command(_name))
 
 

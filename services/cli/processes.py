@@ -18,6 +18,7 @@ SERVICE_MODULES = {
     "worker": "services.worker",
     "enricher": "services.enricher",
     "storage": "services.storage",
+    "api": "services.api",
 }
 STOP_TIMEOUT_S = 30.0
 RESTART_BACKOFF_S = 1.0  # the first restart of a child that exited; doubled each time it exits again soon...

@@ -1,4 +1,4 @@
-"""heartbeats of the services, and the indexes `newsflow status` reads through
+"""heartbeats of the services, API keys, operator actions, and the indexes `newsflow status` reads through
 
 Revision ID: 0007
 Revises: 0006
@@ -8,7 +8,9 @@ Every service process records a heartbeat row (node, service, queues, concurrenc
 started and when it last beat), so the operator view knows the consumers of each stage without a broadcast
 that waits out its timeout, and with none running. The status figures read recent drops by when they
 ended, recent enrichments by when they were stored, the replay backlog, and each source's articles by
-time: an index for each, so a ledger of millions answers in milliseconds.
+time: an index for each, so a ledger of millions answers in milliseconds. API keys are stored hashed
+(SHA-256 of a random 256-bit key) with a name and a role; every operator action through the API is
+recorded with its key's name.
 """
 
 from collections.abc import Sequence
@@ -37,6 +39,27 @@ def upgrade() -> None:
         sa.Column('beat_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
         sa.PrimaryKeyConstraint('node', name=op.f('pk_heartbeats')),
     )
+    op.create_table(
+        'api_keys',
+        sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column('name', sa.Text(), nullable=False),
+        sa.Column('role', sa.String(16), nullable=False),
+        sa.Column('key_hash', sa.String(64), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
+        sa.UniqueConstraint('name', name=op.f('uq_api_keys_name')),
+        sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash')),
+    )
+    op.create_table(
+        'operator_actions',
+        sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('key_name', sa.Text(), nullable=False),
+        sa.Column('action', sa.String(32), nullable=False),
+        sa.Column('detail', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_actions')),
+    )
     op.create_index('ix_drops_finished_at', 'drops', ['finished_at'], unique=False)
     op.create_index('ix_drops_replay_backlog', 'drops', ['status', 'reason'], unique=False,
                     postgresql_where=sa.text("status IN ('failed', 'rejected')"))
@@ -51,3 +74,5 @@ def downgrade() -> None:
                   postgresql_where=sa.text("status IN ('failed', 'rejected')"))
     op.drop_index('ix_drops_finished_at', table_name='drops')
     op.drop_table('heartbeats')
+    op.drop_table('operator_actions')
+    op.drop_table('api_keys')
