@@ -121,9 +121,10 @@ def wait_for_drops(sessions: sessionmaker[Session], count: int, timeout_s: float
 
 
 def truncate_all(sessions: sessionmaker[Session]) -> None:
-    """Empty every table (the service processes stay up between tests); lsh_buckets has no foreign key."""
+    """Empty every table but the heartbeats of the service processes, which stay up between tests."""
     with sessions() as session, session.begin():
-        session.execute(text("TRUNCATE drops, articles, lsh_buckets, blobs, entities RESTART IDENTITY CASCADE"))
+        session.execute(text("TRUNCATE drops, articles, lsh_buckets, blobs, entities, api_keys, operator_actions "
+                             "RESTART IDENTITY CASCADE"))
 
 
 def write_atomically(path: Path, data: bytes) -> None:

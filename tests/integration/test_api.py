@@ -1,0 +1,101 @@
+"""`newsflow api` as a client sees it: open probes and metrics, keys and roles (401, 403), the operator's
+status and replay (recorded with the key's name), readiness that follows the broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from shared.models import Drop, OperatorAction
+from shared.records import DropStatus
+from tests.support import ROOT, ServiceProcess, TestServers, wait_for_drops
+
+pytestmark = pytest.mark.integration
+
+SEED = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
+KEYS = {"stages", "workers", "totals", "rates", "lag_s", "replay_backlog", "sources"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def new_key(env: dict[str, str], role: str, name: str) -> str:
+    created = newsflow(env, "keys", "create", "--role", role, "--name", name)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]  # the key alone on the last line
+
+
+def start_api(servers: TestServers, env: dict[str, str] | None = None) -> tuple[ServiceProcess, str]:
+    port = free_port()
+    api = ServiceProcess("api", servers, "--port", str(port), env=env)
+    api.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return api, base
+        except httpx.TransportError:
+            assert api.process is not None and api.process.poll() is None, api.log()
+            assert time.monotonic() < deadline, api.log()
+            time.sleep(0.2)
+
+
+def test_keys_roles_status_replay_and_probes(pipeline: TestServers, clean_db: None, sessions) -> None:
+    operator, reader = new_key(pipeline.env, "operator", "ops"), new_key(pipeline.env, "reader", "dashboards")
+    api, base = start_api(pipeline)
+    with api, httpx.Client(base_url=base, timeout=30) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").json() == {"status": "ready", "problems": []}
+        assert client.get("/v1/status").status_code == 401
+        assert client.get("/v1/status", headers={"Authorization": "Bearer nf_wrong"}).status_code == 401
+        assert client.get("/v1/status", headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+        found = client.get("/v1/status", headers={"Authorization": f"Bearer {operator}"})
+        assert found.status_code == 200 and set(found.json()) == KEYS
+        metrics = client.get("/metrics").text
+        assert 'newsflow_unfinished{stage="parse"}' in metrics and 'newsflow_drops{status="stored"}' in metrics
+
+        assert newsflow(pipeline.env, "ingest", str(SEED), "--wait", "--workers", "0").returncode == 0
+        with sessions() as session, session.begin():  # as a storage bug, since fixed, would have left it
+            session.execute(update(Drop).values(status=DropStatus.FAILED, reason="error", detail="a bug"))
+        body = {"status": "failed"}
+        assert client.post("/v1/replay", json=body, headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+        replayed = client.post("/v1/replay", json=body, headers={"Authorization": f"Bearer {operator}"})
+        assert replayed.status_code == 200, replayed.text
+        assert len(replayed.json()["replayed"]) == 1
+        [drop] = wait_for_drops(sessions, 1)
+        assert drop.status is DropStatus.STORED
+        with sessions() as session:
+            actions = session.execute(select(OperatorAction.key_name, OperatorAction.action)).all()
+        assert actions == [("ops", "replay")]
+
+        assert newsflow(pipeline.env, "keys", "revoke", "ops").returncode == 0
+        assert client.get("/v1/status", headers={"Authorization": f"Bearer {operator}"}).status_code == 401
+        listed = newsflow(pipeline.env, "keys", "list").stdout
+        assert "ops" in listed and "revoked" in listed and "dashboards" in listed
+    with sessions() as session:
+        assert session.execute(select(func.count()).select_from(OperatorAction)).scalar_one() == 1
+
+
+def test_readyz_fails_while_the_broker_is_unreachable(servers: TestServers, clean_db: None) -> None:
+    api, base = start_api(servers, env={"NEWSFLOW_BROKER_URL": "redis://127.0.0.1:1/0"})
+    with api:
+        ready = httpx.get(f"{base}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert any(p.startswith("broker:") for p in ready.json()["problems"])
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # alive all the same
