@@ -70,7 +70,10 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     """main() of a service that is a Celery worker on one queue: parse its options, register, run."""
     parser = argparse.ArgumentParser(prog=f"newsflow {service}", description=doc)
     parser.add_argument("--concurrency", "-c", type=int, help="processes (default: the service's setting)")
-    parser.add_argument("--hostname", "-n", default=f"{service}@%h", help="Celery node name")
+    # The pid keeps two services of one kind on one host apart (one node name each, or Celery warns and
+    # Flower, pings and heartbeats see one).
+    parser.add_argument("--hostname", "-n", default=f"{service}-{os.getpid()}@%h",
+                        help="Celery node name (default SERVICE-PID@HOST)")
     args = parser.parse_args(argv)
     runtime = service_runtime(service)
     register(runtime.celery, runtime)
