@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker import state as worker_state
@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery, worker_argv
 from shared.db import create_db_engine, create_session_factory
+from shared.health import readiness
 from shared.heartbeats import Heart
 from shared.logging import setup_logging
+from shared.observe import serve, use_multiprocess_dir
 from shared.queues import Queue
 from shared.settings import Settings
 
@@ -81,6 +83,7 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     # Celery warns at every start as root; the risk it names is pickle, which newsflow refuses (JSON only),
     # and the image runs as an unprivileged user. Nothing for a user of `make run` to act on.
     warnings.filterwarnings("ignore", category=SecurityWarning)
+    use_multiprocess_dir(service)  # before the pool forks: every child's metrics add up at /metrics
     os.nice(niceness(runtime.settings))  # the pool's processes inherit it
     # worker_main() drops the worker's exit status (click's non-standalone mode returns it, Celery ignores
     # it), so a worker that died of an unrecoverable error would exit 0 and look stopped on purpose to
@@ -90,10 +93,12 @@ def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime
     # Once the pool has forked, the main process beats for the whole node (shared/heartbeats.py).
     hearts: list[Heart] = []
 
-    def ready(sender: Any, **_: Any) -> None:
+    def ready(sender: Any, **_: Any) -> None:  # sender: the Celery consumer
         hearts.append(Heart(runtime.settings.require_urls()[0], node=sender.hostname, service=service,
                             queues=[queue.value], concurrency=concurrency,
                             active=lambda: len(worker_state.active_requests)).start())
+        serve(runtime.settings.metrics.port_of(service), alive=lambda: sender.blueprint.state == bootsteps.RUN,
+              ready=lambda: readiness(runtime))
 
     worker_ready.connect(ready, weak=False)
     def shutdown(**_: Any) -> None:

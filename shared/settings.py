@@ -60,6 +60,18 @@ class EnricherSettings(BaseModel):
     batch_size: int = Field(32, description="Texts per `nlp.pipe` batch.")
 
 
+METRICS_PORTS = {"watcher": 9101, "worker": 9102, "enricher": 9103, "storage": 9104}
+
+
+class MetricsSettings(BaseModel):
+    port: int | None = Field(None, ge=0, le=65535, description="Port of a service's /metrics, /healthz and "
+                             "/readyz (default: watcher 9101, worker 9102, enricher 9103, storage 9104; 0 picks a "
+                             "free port, logged at start).")
+
+    def port_of(self, service: str) -> int:
+        return METRICS_PORTS[service] if self.port is None else self.port
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
 
@@ -76,6 +88,7 @@ class Settings(BaseSettings):
     dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
     enricher: EnricherSettings = EnricherSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("drop_dirs", mode="before")
     @classmethod

@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from services.api.metrics import ledger_metrics
-from services.api.probes import readiness
 from shared.celery_app import queue_depths
 from shared.db import transaction
+from shared.health import readiness
 from shared.keys import Caller, Role, caller_of
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
 from shared.models import OperatorAction

@@ -12,6 +12,7 @@ from celery.signals import worker_process_init
 from services.enricher.enrich import Enricher
 from shared.db import transaction
 from shared.enrichment import fail_enrichment, pick_up_enrichment
+from shared.observe import PROCESSED
 from shared.queues import TaskName
 from shared.records import EnrichInput, Enrichment
 from shared.runtime import Runtime
@@ -58,7 +59,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         with transaction(runtime.sessions) as session:
             fail_enrichment(session, {i["article_id"]: f"enricher: {error}" for i in kwargs["items"]})
 
-    @pipeline_task(app, TaskName.ENRICH, on_failure=failed)
+    @pipeline_task(app, TaskName.ENRICH, stage="enrich", items="items", on_failure=failed)
     def enrich_articles(items: list[dict]) -> None:
         decoded = [EnrichInput.model_validate(i) for i in items]
         # The pickup is committed before the work: an article that kills the enricher is counted.
@@ -68,6 +69,8 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         if not todo:
             return
         results, errors = enrich_each(enricher(), todo)  # an article that raises fails alone
+        PROCESSED.labels("enrich", "enriched").inc(len(results))
+        PROCESSED.labels("enrich", "failed").inc(len(errors))
         if errors:
             with transaction(runtime.sessions) as session:
                 fail_enrichment(session, errors)

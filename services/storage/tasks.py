@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
+from sqlalchemy import text
 
 from services.storage.enrichments import store_enrichments
 from services.storage.store import store_outcomes
@@ -16,12 +17,18 @@ from shared.clusters import LOCKED_AT
 from shared.db import transaction
 from shared.enrichment import dispatch_enrichment, fail_enrichment
 from shared.ledger import fail_drops, pick_up
+from shared.observe import END_TO_END, PROCESSED
 from shared.queues import TaskName
 from shared.records import DropOutcome, Enrichment, Stage
 from shared.runtime import Runtime
 from shared.tasks import pipeline_task
 
 log = logging.getLogger(__name__)
+# Discovered -> stored, and -> enriched, of the batch just written (for newsflow_end_to_end_seconds).
+STORED_LAGS = text("SELECT extract(epoch FROM finished_at - discovered_at) FROM drops "
+                   "WHERE id = ANY(:ids) AND status = 'stored'")
+ENRICHED_LAGS = text("SELECT extract(epoch FROM a.enriched_at - d.discovered_at) FROM articles a "
+                     "JOIN drops d ON d.article_id = a.id AND d.status = 'stored' WHERE a.id = ANY(:ids)")
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
@@ -35,7 +42,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         with transaction(runtime.sessions) as session:  # the articles stay stored; their enrichment `failed`
             fail_enrichment(session, {e["article_id"]: f"storage: {error}" for e in kwargs["enrichments"]})
 
-    @pipeline_task(app, TaskName.STORE, on_failure=outcomes_failed)
+    @pipeline_task(app, TaskName.STORE, stage="store", items="outcomes", on_failure=outcomes_failed)
     def store_drop_outcomes(outcomes: list[dict]) -> None:
         started = time.perf_counter()
         decoded = [DropOutcome.model_validate(o) for o in outcomes]
@@ -48,12 +55,22 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         committed = time.perf_counter()  # the index lock is released with the commit
         # After the commit: a lost message is found again by the enrichment reconciler.
         dispatch_enrichment(app, to_enrich, batch_size=settings.pipeline.batch_size)
+        for state, count in counts.items():
+            PROCESSED.labels("store", state).inc(count)
+        with runtime.sessions() as session:
+            for lag in session.execute(STORED_LAGS, {"ids": [o.drop_id for o in decoded]}).scalars():
+                END_TO_END.labels("stored").observe(lag)
         log.info("batch stored", extra={
             "drops": len(decoded), "counts": dict(counts), "batch_ms": round((committed - started) * 1000, 3),
             "lock_held_ms": round((committed - locked_at) * 1000, 3) if locked_at else 0.0})
 
-    @pipeline_task(app, TaskName.STORE_ENRICHMENTS, on_failure=enrichments_failed)
+    @pipeline_task(app, TaskName.STORE_ENRICHMENTS, stage="store_enrichment", items="enrichments",
+                   on_failure=enrichments_failed)
     def store_article_enrichments(enrichments: list[dict]) -> None:
         decoded = [Enrichment.model_validate(e) for e in enrichments]
         with transaction(runtime.sessions) as session:
             store_enrichments(session, decoded)
+        PROCESSED.labels("store_enrichment", "stored").inc(len(decoded))
+        with runtime.sessions() as session:
+            for lag in session.execute(ENRICHED_LAGS, {"ids": [e.article_id for e in decoded]}).scalars():
+                END_TO_END.labels("enriched").observe(lag)

@@ -13,7 +13,9 @@ import threading
 from pathlib import Path
 
 from services.watcher.service import Watcher
+from shared.health import readiness
 from shared.heartbeats import Heart
+from shared.observe import serve
 from shared.runtime import service_runtime
 
 
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(sig, on_signal)
     heart = Heart(settings.require_urls()[0], node=f"watcher-{os.getpid()}@{socket.gethostname()}",
                   service="watcher").start()
+    serve(settings.metrics.port_of("watcher"), alive=lambda: not stop.is_set(), ready=lambda: readiness(runtime))
     try:
         watcher.run(stop)
     finally:

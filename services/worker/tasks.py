@@ -11,6 +11,7 @@ from celery.signals import worker_process_init
 from services.worker.stage import load_queued, parse_batch
 from shared.db import transaction
 from shared.ledger import fail_drops, hand_over, pick_up
+from shared.observe import PROCESSED
 from shared.queues import TaskName
 from shared.records import Stage
 from shared.runtime import Runtime
@@ -24,13 +25,16 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
     def failed(kwargs: Mapping[str, Any], error: str) -> None:
         fail_drops(runtime, kwargs["drop_ids"], f"worker: {error}")
 
-    @pipeline_task(app, TaskName.PARSE, on_failure=failed)
+    @pipeline_task(app, TaskName.PARSE, stage="parse", items="drop_ids", on_failure=failed)
     def parse_drops(drop_ids: list[int]) -> None:
         # The pickup is committed before the work: a file that kills its worker is counted.
         with transaction(runtime.sessions) as session:
             picked = pick_up(session, drop_ids, Stage.PARSE, lease_s=pipeline.lease_s)
             drops = load_queued(session, sorted(picked))
         outcomes = parse_batch(drops, max_bytes=pipeline.max_bytes)
+        for outcome in outcomes:
+            PROCESSED.labels("parse", "parsed" if outcome.article else "rejected" if outcome.rejection
+                             else "failed").inc()
         if outcomes:
             with transaction(runtime.sessions) as session:  # before sending: storage may take it at once
                 hand_over(session, [o.drop_id for o in outcomes], Stage.STORE)

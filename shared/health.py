@@ -3,10 +3,14 @@ code expects. Asked afresh each time, so a service recovers by itself once they 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import text
 
 from shared.migrate import head_revision
-from shared.runtime import Runtime
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 HEAD = head_revision()
 
