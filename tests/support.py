@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery, wait_for_nodes
@@ -100,7 +101,7 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
