@@ -59,7 +59,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             PROCESSED.labels("store", state).inc(count)
         with runtime.sessions() as session:
             for lag in session.execute(STORED_LAGS, {"ids": [o.drop_id for o in decoded]}).scalars():
-                END_TO_END.labels("stored").observe(lag)
+                END_TO_END.labels("stored").observe(float(lag))
         log.info("batch stored", extra={
             "drops": len(decoded), "counts": dict(counts), "batch_ms": round((committed - started) * 1000, 3),
             "lock_held_ms": round((committed - locked_at) * 1000, 3) if locked_at else 0.0})
@@ -73,4 +73,4 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         PROCESSED.labels("store_enrichment", "stored").inc(len(decoded))
         with runtime.sessions() as session:
             for lag in session.execute(ENRICHED_LAGS, {"ids": [e.article_id for e in decoded]}).scalars():
-                END_TO_END.labels("enriched").observe(lag)
+                END_TO_END.labels("enriched").observe(float(lag))

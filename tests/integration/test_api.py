@@ -11,9 +11,9 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
-from shared.models import Drop, OperatorAction
+from shared.models import Article, Drop, OperatorAction
 from shared.records import DropStatus
 from tests.support import ROOT, ServiceProcess, TestServers, wait_for_drops
 
@@ -72,7 +72,9 @@ def test_keys_roles_status_replay_and_probes(pipeline: TestServers, clean_db: No
 
         assert newsflow(pipeline.env, "ingest", str(SEED), "--wait", "--workers", "0").returncode == 0
         with sessions() as session, session.begin():  # as a storage bug, since fixed, would have left it
-            session.execute(update(Drop).values(status=DropStatus.FAILED, reason="error", detail="a bug"))
+            session.execute(update(Drop).values(status=DropStatus.FAILED, reason="error", detail="a bug",
+                                                article_id=None))
+            session.execute(delete(Article))
         body = {"status": "failed"}
         assert client.post("/v1/replay", json=body, headers={"Authorization": f"Bearer {reader}"}).status_code == 403
         replayed = client.post("/v1/replay", json=body, headers={"Authorization": f"Bearer {operator}"})
