@@ -1,7 +1,9 @@
 """The enrichment ledger: which stored articles still need enriching, sending them, and their failures.
 
 Articles are enriched after they are stored (a duplicate never costs NER), with the drops' bookkeeping
-(shared/ledger.py): storage records each new article as sent when it sends it; the enricher counts its
+(shared/ledger.py): storage sends each new article and records it as sent, as far as the enrichment queue
+has room (at most `max_unfinished` articles wait in it, so Redis stays bounded while enrichment lags: the
+others wait in the ledger and the reconciler sends them as room frees up); the enricher counts its
 pickup (`enrich_deliveries`) in its own transaction, which starts the lease. The reconciler re-sends an
 article whose lease ran out after a pickup (`enrich_retries`, alone, failed at MAX_RETRIES) and one never
 picked up while the enrichment queue is empty (a lost message). An article whose enrichment raises ends
@@ -32,6 +34,30 @@ log = logging.getLogger(__name__)
 def dispatch_enrichment(app: Celery, items: Sequence[EnrichInput], *, batch_size: int) -> None:
     for batch in chunked(list(items), batch_size):
         app.send_task(TaskName.ENRICH, kwargs={"items": [i.model_dump(mode="json") for i in batch]})
+
+
+# Articles sent and not yet picked up: what waits in the enrichment queue (a partial index holds just those).
+IN_QUEUE = text("SELECT count(*) FROM articles WHERE enrichment_status = 'pending' AND enrich_picked_at IS NULL "
+                "AND enrich_sent_at IS NOT NULL")
+MARK_SENT = text("UPDATE articles SET enrich_sent_at = now() WHERE id = ANY(CAST(:ids AS bigint[])) "
+                 "AND enrichment_status = 'pending' AND enrich_sent_at IS NULL RETURNING id")
+
+
+def queue_room(session: Session, limit: int) -> int:
+    """How many more articles the enrichment queue takes: at most `limit` wait in it (max_unfinished), so
+    Redis stays bounded while enrichment lags; the others wait in the ledger, unsent."""
+    return max(0, limit - session.execute(IN_QUEUE).scalar_one())
+
+
+def send_enrichment(runtime: Runtime, items: Sequence[EnrichInput]) -> int:
+    """Send new articles to the enrichers as far as the queue has room (recorded as sent first; the rest the
+    reconciler sends as room frees up). Returns how many were sent."""
+    pipeline = runtime.settings.pipeline
+    with transaction(runtime.sessions) as session:
+        room = queue_room(session, pipeline.max_unfinished)
+        sent = set(session.execute(MARK_SENT, {"ids": [i.article_id for i in items[:room]]}).scalars())
+    dispatch_enrichment(runtime.celery, [i for i in items if i.article_id in sent], batch_size=pipeline.batch_size)
+    return len(sent)
 
 
 def needs_enrichment(version: str | None):
@@ -71,14 +97,13 @@ def fail_enrichment(session: Session, errors: Mapping[int, str]) -> None:
 def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, version: str | None = None,
                      limit: int = 500, all_pending: bool = False) -> list[tuple[EnrichInput, int]]:
     """Claim articles to send (again), as (item, retries): pending ones whose lease ran out after a pickup (a
-    retry; failed at MAX_RETRIES), pending ones never picked up whose message was lost (sent over a lease ago
-    while the queue is empty), every pending one (after the broker lost every message), and with a version,
-    those enriched by another (a backfill). SKIP LOCKED makes concurrent claimers safe."""
+    retry; failed at MAX_RETRIES), pending ones sent and never picked up whose message was lost (sent over a
+    lease ago while the queue is empty), every pending one (after the broker lost every message), and with a
+    version, those enriched by another (a backfill). SKIP LOCKED makes concurrent claimers safe."""
     pending = Article.enrichment_status == EnrichmentStatus.PENDING
     expired = and_(Article.enrich_picked_at.is_not(None), Article.enrich_lease_expires_at < func.now())
-    unsent = Article.enrich_sent_at.is_(None)
-    lost = or_(unsent, Article.enrich_sent_at < func.now() - seconds(lease_s)) if queue_idle else unsent
-    due = and_(pending, or_(expired, and_(Article.enrich_picked_at.is_(None), lost))) if not all_pending else pending
+    lost = and_(Article.enrich_picked_at.is_(None), Article.enrich_sent_at < func.now() - seconds(lease_s))
+    due = and_(pending, or_(expired, lost) if queue_idle else expired) if not all_pending else pending
     if version is not None:
         due = or_(due, and_(Article.enrichment_status == EnrichmentStatus.ENRICHED,
                             Article.enrichment_version.is_distinct_from(version)))
@@ -97,15 +122,31 @@ def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, vers
             for r in sorted(rows, key=lambda r: r.id) if r.id not in exhausted]
 
 
+UNSENT = text("""
+    UPDATE articles SET enrich_sent_at = now()
+    WHERE id IN (SELECT id FROM articles WHERE enrichment_status = 'pending' AND enrich_sent_at IS NULL
+                 ORDER BY id LIMIT :room FOR UPDATE SKIP LOCKED)
+    RETURNING id, title, body, dateline""")
+
+
+def claim_unsent(session: Session, room: int) -> list[EnrichInput]:
+    """Articles waiting in the ledger for room in the enrichment queue (oldest first), up to `room`."""
+    rows = session.execute(UNSENT, {"room": room}).all() if room else []
+    return [EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline)
+            for r in sorted(rows, key=lambda r: r.id)]
+
+
 def reconcile_enrichment(runtime: Runtime, *, version: str | None = None, limit: int = 500,
                          all_pending: bool = False) -> int:
     """Send articles whose enrichment was not finished in time or whose message was lost (or, with a
-    version, is outdated). An article re-sent after a pickup goes alone, so one that kills the enricher
-    does not take a batch down with it again."""
+    version, is outdated), then those waiting for room in the queue, as far as it has room. An article
+    re-sent after a pickup goes alone, so one that kills the enricher does not take a batch down again."""
     idle = all_pending or queue_depth(runtime.celery, Queue.ENRICH) == 0
     with transaction(runtime.sessions) as session:
         claimed = claim_enrichment(session, lease_s=runtime.settings.pipeline.lease_s, queue_idle=idle,
                                    version=version, limit=limit, all_pending=all_pending)
+        room = queue_room(session, runtime.settings.pipeline.max_unfinished)
+        claimed += [(item, 0) for item in claim_unsent(session, min(room, limit))]
     batch_size = runtime.settings.pipeline.batch_size
     dispatch_enrichment(runtime.celery, [item for item, retries in claimed if not retries], batch_size=batch_size)
     dispatch_enrichment(runtime.celery, [item for item, retries in claimed if retries], batch_size=1)

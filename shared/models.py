@@ -105,6 +105,8 @@ class Article(Base):
         Index("ix_articles_enrichment_version", "enrichment_version"),
         Index("ix_articles_enriched_at", "enriched_at"),
         Index("ix_articles_source_created_at", "source", "created_at"),
+        Index("ix_articles_enrich_in_queue", "enrich_sent_at", postgresql_where=text(
+            "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL")),
         Index("ix_articles_enrich_unfinished", "enrich_sent_at",
               postgresql_where=text("enrichment_status = 'pending'")),
     )

@@ -29,7 +29,7 @@ UNFINISHED_DROPS = text("""
     SELECT stage, count(*), extract(epoch FROM now() - min(sent_at))
     FROM drops WHERE status = 'queued' GROUP BY stage""")
 UNFINISHED_ENRICHMENT = text("""
-    SELECT count(*), extract(epoch FROM now() - min(enrich_sent_at))
+    SELECT count(*), extract(epoch FROM now() - min(coalesce(enrich_sent_at, created_at)))
     FROM articles WHERE enrichment_status = 'pending'""")
 WORKERS = text("""
     SELECT node, service, host, pid, queues, concurrency, active, started_at,

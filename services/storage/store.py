@@ -40,10 +40,9 @@ LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) A
 # Each article is its own cluster from the start (cluster_id = its id), so the index only merges.
 INSERT_ARTICLES = """
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
-                      paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
-                      enrich_sent_at)
+                      paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version)
 SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
-       %(version)s, now()
+       %(version)s
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
@@ -184,8 +183,8 @@ def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str
 
 def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float
                    ) -> tuple[Counter[str], list[EnrichInput]]:
-    """Write one batch; returns how many drops reached each state, and the new articles to enrich (recorded
-    as sent: the caller sends them after the commit)."""
+    """Write one batch; returns how many drops reached each state, and the new articles to enrich (the
+    caller sends them after the commit, as far as the enrichment queue has room: shared.enrichment)."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):

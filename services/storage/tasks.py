@@ -15,7 +15,7 @@ from services.storage.enrichments import store_enrichments
 from services.storage.store import store_outcomes
 from shared.clusters import LOCKED_AT
 from shared.db import transaction
-from shared.enrichment import dispatch_enrichment, fail_enrichment
+from shared.enrichment import fail_enrichment, send_enrichment
 from shared.ledger import fail_drops, pick_up
 from shared.observe import END_TO_END, PROCESSED
 from shared.queues import TaskName
@@ -54,7 +54,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
             locked_at = session.info.get(LOCKED_AT)
         committed = time.perf_counter()  # the index lock is released with the commit
         # After the commit: a lost message is found again by the enrichment reconciler.
-        dispatch_enrichment(app, to_enrich, batch_size=settings.pipeline.batch_size)
+        send_enrichment(runtime, to_enrich)
         for state, count in counts.items():
             PROCESSED.labels("store", state).inc(count)
         with runtime.sessions() as session:

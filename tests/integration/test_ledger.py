@@ -4,21 +4,28 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import redis
+from pydantic import SecretStr
 from sqlalchemy import func, select, text
 
 from services.storage.store import store_outcomes
 from services.worker.stage import load_queued, parse_batch
 from shared.clusters import rebuild
 from shared.db import transaction
+from shared.enrichment import pick_up_enrichment, reconcile_enrichment, send_enrichment
 from shared.intake import read_file, register_reads
 from shared.ledger import MAX_RETRIES, claim_for_resend, pick_up
 from shared.models import Article, Drop
+from shared.queues import Queue
 from shared.records import DropOutcome, DropStatus, Stage
+from shared.runtime import Runtime
+from shared.settings import PipelineSettings
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
 REFERENCE = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
+WIKINEWS = ROOT / "tests" / "data" / "wikinews"
 MAX_BYTES = 1024 * 1024
 
 
@@ -123,3 +130,31 @@ def test_rebuild_rekeys_and_merges_copies_whose_paragraphs_break_differently(ses
     assert sorted(d.status for d in drops) == [DropStatus.DUPLICATE, DropStatus.STORED]
     assert {d.article_id for d in drops} == {article.id}  # every drop keeps its lineage
     assert article.primary_sha256 == min(d.sha256 for d in drops)
+
+
+def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(servers, sessions, clean_db,
+                                                                         tmp_path: Path) -> None:
+    broker_url = servers.env["NEWSFLOW_BROKER_URL"].rsplit("/", 1)[0] + "/9"  # nobody consumes from 9
+    redis.Redis.from_url(broker_url).flushdb()
+    runtime = Runtime(servers.settings().model_copy(update={
+        "broker_url": SecretStr(broker_url), "pipeline": PipelineSettings(max_unfinished=10, batch_size=100)}))
+    paths = []
+    for i, source in enumerate(sorted(WIKINEWS.glob("*.txt"))[:30]):
+        paths.append(tmp_path / f"{i}.txt")
+        paths[-1].write_bytes(source.read_bytes())
+    ids = [r.drop_id for r in register(sessions, *paths)]
+    with sessions() as session:
+        outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
+    with transaction(sessions) as session:
+        _, to_enrich = store_outcomes(session, outcomes, threshold=0.8)
+    assert len(to_enrich) == 30
+
+    assert send_enrichment(runtime, to_enrich) == 10  # the queue takes ten; twenty wait, unsent
+    assert reconcile_enrichment(runtime) == 0  # still full: nothing more sent, nothing counted lost
+    with transaction(sessions) as session:  # an enricher takes the ten
+        pick_up_enrichment(session, [i.article_id for i in to_enrich[:10]], lease_s=60)
+    assert reconcile_enrichment(runtime) == 10  # room again: the next ten oldest
+    with sessions() as session:
+        sent = session.execute(text("SELECT count(*) FROM articles WHERE enrich_sent_at IS NOT NULL")).scalar_one()
+    assert sent == 20
+    assert redis.Redis.from_url(broker_url).llen(Queue.ENRICH.value) == 2  # two messages, never a flood

@@ -61,6 +61,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_actions')),
     )
     op.create_index('ix_drops_finished_at', 'drops', ['finished_at'], unique=False)
+    # What waits in the enrichment queue (its bound is counted on every storage batch).
+    op.create_index('ix_articles_enrich_in_queue', 'articles', ['enrich_sent_at'], unique=False, postgresql_where=sa.text(
+        "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL"))
     op.create_index('ix_drops_replay_backlog', 'drops', ['status', 'reason'], unique=False,
                     postgresql_where=sa.text("status IN ('failed', 'rejected')"))
     op.create_index('ix_articles_enriched_at', 'articles', ['enriched_at'], unique=False)
@@ -73,6 +76,8 @@ def downgrade() -> None:
     op.drop_index('ix_drops_replay_backlog', table_name='drops',
                   postgresql_where=sa.text("status IN ('failed', 'rejected')"))
     op.drop_index('ix_drops_finished_at', table_name='drops')
+    op.drop_index('ix_articles_enrich_in_queue', table_name='articles', postgresql_where=sa.text(
+        "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL"))
     op.drop_table('heartbeats')
     op.drop_table('operator_actions')
     op.drop_table('api_keys')
