@@ -36,6 +36,11 @@ def ledger_metrics(status: Status) -> tuple[bytes, str]:
     drops = Gauge("newsflow_drops", "Drops per state", ("status",), registry=registry)
     for state in ("queued", "stored", "duplicate", "rejected", "vanished", "failed"):
         drops.labels(state).set(status["totals"]["drops"].get(state, 0))
+    backlog = Gauge("newsflow_replay_backlog", "Drops failed or rejected, awaiting a replay, by reason",
+                    ("status", "reason"), registry=registry)  # reasons are DropReason's: bounded
+    for state, reasons in status["replay_backlog"].items():
+        for reason, count in reasons.items():
+            backlog.labels(state, reason).set(count)
     silent = Gauge("newsflow_sources_silent", "Sources more than three usual gaps overdue", registry=registry)
     silent.set(sum(s["silent"] for s in status["sources"]))
     last_seen = Gauge("newsflow_source_last_seen_timestamp_seconds", "When a source's last article arrived",
