@@ -197,6 +197,7 @@ class Drop(Base):
         Index("ix_drops_article_id", "article_id"),
         Index("ix_drops_unfinished", "stage", "sent_at", postgresql_where=text("status = 'queued'")),
         Index("ix_drops_finished_at", "finished_at"),
+        Index("ix_drops_sha256", "sha256"),
         Index("ix_drops_replay_backlog", "status", "reason", postgresql_where=text("status IN ('failed', 'rejected')")),
     )
 

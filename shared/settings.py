@@ -60,6 +60,12 @@ class EnricherSettings(BaseModel):
     batch_size: int = Field(32, description="Texts per `nlp.pipe` batch.")
 
 
+class RetentionSettings(BaseModel):
+    prune_days: float | None = Field(None, gt=0, description="When set, the watcher deletes once a day the kept "
+                                     "bytes of drops that ended stored or duplicate this many days ago "
+                                     "(`newsflow prune`).")
+
+
 METRICS_PORTS = {"watcher": 9101, "worker": 9102, "enricher": 9103, "storage": 9104}
 
 
@@ -89,6 +95,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     enricher: EnricherSettings = EnricherSettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("drop_dirs", mode="before")
     @classmethod

@@ -39,6 +39,8 @@ DROP_TOTALS = text("SELECT status, count(*) FROM drops GROUP BY status")
 ARTICLE_TOTALS = text("""
     SELECT count(*), count(*) FILTER (WHERE enrichment_status = 'enriched'),
            count(*) FILTER (WHERE enrichment_status = 'failed') FROM articles""")
+# The database on disk, and the original bytes kept (what `newsflow prune` frees): sizes, not scans.
+SIZES = text("SELECT pg_database_size(current_database()), pg_total_relation_size('blobs')")
 DROP_RATES = text("""
     SELECT status, count(*) FILTER (WHERE finished_at > now() - interval '1 minute'),
            count(*) FILTER (WHERE finished_at > now() - interval '5 minutes'), count(*)
@@ -100,7 +102,9 @@ def live_workers(session: Session) -> list[dict[str, Any]]:
 def totals(session: Session) -> Status:
     drops = {status: count for status, count in session.execute(DROP_TOTALS)}
     articles, enriched, failed = session.execute(ARTICLE_TOTALS).one()
-    return {"drops": drops, "articles": articles, "enriched": enriched, "enrichment_failed": failed}
+    database_bytes, kept_bytes = session.execute(SIZES).one()
+    return {"drops": drops, "articles": articles, "enriched": enriched, "enrichment_failed": failed,
+            "database_bytes": database_bytes, "kept_bytes": kept_bytes}
 
 
 def rates(session: Session) -> Status:

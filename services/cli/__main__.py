@@ -23,7 +23,7 @@ from services.cli.ingest import (
     wait_until_terminal,
 )
 from services.cli.keys import keys
-from services.cli.operator import audit, replay
+from services.cli.operator import audit, prune, replay
 from services.cli.processes import Supervisor, child_env, exec_service
 from services.cli.status import status, trace
 from services.cli.system import command, start_local_services
@@ -190,6 +190,7 @@ cli.add_command(audit)
 cli.add_command(status)
 cli.add_command(trace)
 cli.add_command(replay)
+cli.add_command(prune)
 cli.add_command(keys)
 for _name in ("watcher", "worker", "enricher", "storage", "api"):
     cli.add_command(_service_command(_name))

@@ -22,6 +22,7 @@ from shared.enrichment import (
 )
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
 from shared.records import DropStatus
+from shared.retention import prune as run_prune
 from shared.runtime import Runtime
 
 
@@ -114,3 +115,14 @@ def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | N
 def pending(runtime: Runtime, article_ids: list[int]) -> int:
     with runtime.sessions() as session:
         return count_unenriched(session, article_ids)
+
+
+@click.command()
+@click.option("--older-than", "days", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="Days since the drops ended stored or duplicate.")
+def prune(days: float) -> None:
+    """Free the kept bytes of drops that ended stored or duplicate over DAYS ago (their articles keep the
+    text); never those of drops queued, rejected or failed."""
+    with command(log_level="WARNING") as cmd:
+        pruned = run_prune(cmd.runtime.sessions, older_than_days=days)
+    click.echo(f"pruned the kept bytes of {pruned.blobs} contents: {pruned.bytes:,} bytes freed")

@@ -64,7 +64,9 @@ def render(status: Status) -> Group:
     lines = [
         "totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals["drops"].items()))
         + f"; articles {totals['articles']}, enriched {totals['enriched']}"
-        + (f", enrichment failed {totals['enrichment_failed']}" if totals["enrichment_failed"] else ""),
+        + (f", enrichment failed {totals['enrichment_failed']}" if totals["enrichment_failed"] else "")
+        + f"; database {totals['database_bytes'] / 2**20:,.0f} MiB, original bytes kept "
+          f"{totals['kept_bytes'] / 2**20:,.0f} MiB",
         f"lag (discovered -> stored p50/p95): {_age(lag['stored']['p50'])} / {_age(lag['stored']['p95'])}; "
         f"-> enriched: {_age(lag['enriched']['p50'])} / {_age(lag['enriched']['p95'])}",
     ]

@@ -44,12 +44,14 @@ from shared.errors import TransientError, transient_boundary
 from shared.intake import TAKE_FILES, candidate_stat, is_ignored_name, take_files
 from shared.ledger import reconcile, unfinished_drops
 from shared.models import Drop
+from shared.retention import prune
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 UNREACHABLE_PAUSE_S = 1.0
 READY_CAP = 2000  # files waiting to be taken beyond which the walk waits
 EVENT_CAP = 10_000  # ...and beyond which events are dropped: the next walk finds those files on disk
+PRUNE_INTERVAL_S = 86_400.0
 WALK_SLICE = 1000  # entries walked per turn of the loop, so events are served during a long walk
 # Events worth a look: created, written, closed after writing, attributes (touch), moved; not the opens
 # and closes of reading (the watcher's own reads would wake it).
@@ -99,7 +101,7 @@ class Watcher:
         self.sender = Sender(runtime.celery, batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
         self.paused = self.pause_logged = False
-        self.next_rescan = self.next_settle = 0.0
+        self.next_rescan = self.next_settle = self.next_prune = 0.0
 
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
@@ -268,8 +270,16 @@ class Watcher:
             if rescan:
                 reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
+                self.prune_daily(now)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s
         return self.wait_s(now)
+
+    def prune_daily(self, now: float) -> None:
+        """Retention (NEWSFLOW_RETENTION__PRUNE_DAYS): the kept bytes of long-finished drops, once a day."""
+        days = self.settings.retention.prune_days
+        if days is not None and now >= self.next_prune:
+            prune(self.runtime.sessions, older_than_days=days)
+            self.next_prune = now + PRUNE_INTERVAL_S
 
     def wait_s(self, now: float) -> float:
         if not self.paused and (len(self.ready) >= self.settings.pipeline.batch_size

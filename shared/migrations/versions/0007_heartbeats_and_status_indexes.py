@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_actions')),
     )
     op.create_index('ix_drops_finished_at', 'drops', ['finished_at'], unique=False)
+    op.create_index('ix_drops_sha256', 'drops', ['sha256'], unique=False)  # retention: who still needs a blob
     # What waits in the enrichment queue (its bound is counted on every storage batch).
     op.create_index('ix_articles_enrich_in_queue', 'articles', ['enrich_sent_at'], unique=False, postgresql_where=sa.text(
         "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL"))
@@ -76,6 +77,7 @@ def downgrade() -> None:
     op.drop_index('ix_drops_replay_backlog', table_name='drops',
                   postgresql_where=sa.text("status IN ('failed', 'rejected')"))
     op.drop_index('ix_drops_finished_at', table_name='drops')
+    op.drop_index('ix_drops_sha256', table_name='drops')
     op.drop_index('ix_articles_enrich_in_queue', table_name='articles', postgresql_where=sa.text(
         "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL"))
     op.drop_table('heartbeats')
