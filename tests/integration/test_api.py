@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -40,26 +42,27 @@ def new_key(env: dict[str, str], role: str, name: str) -> str:
     return created.stdout.strip().splitlines()[-1]  # the key alone on the last line
 
 
-def start_api(servers: TestServers, env: dict[str, str] | None = None) -> tuple[ServiceProcess, str]:
+@contextmanager
+def running_api(servers: TestServers, env: dict[str, str] | None = None) -> Iterator[str]:
+    """An api process on a free port, answering; yields its base URL and stops it on the way out."""
     port = free_port()
-    api = ServiceProcess("api", servers, "--port", str(port), env=env)
-    api.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            return api, base
-        except httpx.TransportError:
-            assert api.process is not None and api.process.poll() is None, api.log()
-            assert time.monotonic() < deadline, api.log()
-            time.sleep(0.2)
+    with ServiceProcess("api", servers, "--port", str(port), env=env) as api:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert api.process is not None and api.process.poll() is None, api.log()
+                assert time.monotonic() < deadline, api.log()
+                time.sleep(0.2)
+        yield base
 
 
 def test_keys_roles_status_replay_and_probes(pipeline: TestServers, clean_db: None, sessions) -> None:
     operator, reader = new_key(pipeline.env, "operator", "ops"), new_key(pipeline.env, "reader", "dashboards")
-    api, base = start_api(pipeline)
-    with api, httpx.Client(base_url=base, timeout=30) as client:
+    with running_api(pipeline) as base, httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").json() == {"status": "ready", "problems": []}
         assert client.get("/v1/status").status_code == 401
@@ -95,8 +98,7 @@ def test_keys_roles_status_replay_and_probes(pipeline: TestServers, clean_db: No
 
 
 def test_readyz_fails_while_the_broker_is_unreachable(servers: TestServers, clean_db: None) -> None:
-    api, base = start_api(servers, env={"NEWSFLOW_BROKER_URL": "redis://127.0.0.1:1/0"})
-    with api:
+    with running_api(servers, env={"NEWSFLOW_BROKER_URL": "redis://127.0.0.1:1/0"}) as base:
         ready = httpx.get(f"{base}/readyz", timeout=30)
         assert ready.status_code == 503
         assert any(p.startswith("broker:") for p in ready.json()["problems"])
