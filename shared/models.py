@@ -241,3 +241,16 @@ class OperatorAction(Base):
     key_name: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict] = mapped_column(JSONB)
+
+
+class SourceStats(Base):
+    """Per source over the last 7 days, refreshed every few minutes (shared/status.py): the gaps' percentile is
+    a window over every article of the week, too slow to compute at each `newsflow status`."""
+
+    __tablename__ = "source_stats"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    articles: Mapped[int]
+    usual_gap_s: Mapped[float | None]
+    refreshed_at: Mapped[datetime] = _now()

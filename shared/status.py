@@ -62,14 +62,31 @@ REPLAY_BACKLOG = text("""
     SELECT status, coalesce(reason, 'unknown'), count(*) FROM drops
     WHERE status IN ('failed', 'rejected') GROUP BY status, reason""")
 # Per source seen in the window: its last article, and the 90th percentile of the gaps between its articles.
+# A window over the week's articles (seconds on a million): refreshed into source_stats every
+# SOURCES_REFRESH_S by the watcher (or by status when the table is older), read by status at once.
+REFRESH_SOURCES = text("""
+    WITH fresh AS (
+        SELECT source, max(created_at) AS last_seen, count(*) AS articles,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS usual_gap_s
+        FROM (SELECT source, created_at, extract(epoch FROM created_at - lag(created_at)
+                     OVER (PARTITION BY source ORDER BY created_at)) AS gap
+              FROM articles WHERE source IS NOT NULL AND created_at > now() - make_interval(days => :days)) s
+        GROUP BY source),
+    gone AS (DELETE FROM source_stats WHERE source NOT IN (SELECT source FROM fresh))
+    INSERT INTO source_stats (source, last_seen, articles, usual_gap_s, refreshed_at)
+    SELECT source, last_seen, articles, usual_gap_s, now() FROM fresh
+    ON CONFLICT (source) DO UPDATE SET last_seen = EXCLUDED.last_seen, articles = EXCLUDED.articles,
+        usual_gap_s = EXCLUDED.usual_gap_s, refreshed_at = now()""")
+SOURCES_AGE = text("SELECT extract(epoch FROM now() - min(refreshed_at)) FROM source_stats")
+# Between refreshes, a source's last article comes from the index on (source, created_at).
 SOURCES = text("""
-    SELECT source, max(created_at) AS last_seen, count(*) AS articles,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS usual_gap_s,
-           extract(epoch FROM now() - max(created_at)) AS quiet_s
-    FROM (SELECT source, created_at,
-                 extract(epoch FROM created_at - lag(created_at) OVER (PARTITION BY source ORDER BY created_at)) AS gap
-          FROM articles WHERE source IS NOT NULL AND created_at > now() - make_interval(days => :days)) s
-    GROUP BY source ORDER BY source""")
+    SELECT s.source, greatest(s.last_seen, coalesce(l.last_seen, s.last_seen)) AS last_seen, s.articles,
+           s.usual_gap_s, extract(epoch FROM now() - greatest(s.last_seen, coalesce(l.last_seen, s.last_seen)))
+           AS quiet_s
+    FROM source_stats s
+    LEFT JOIN LATERAL (SELECT max(created_at) AS last_seen FROM articles a WHERE a.source = s.source) l ON true
+    ORDER BY s.source""")
+SOURCES_REFRESH_S = 300
 
 Status = dict[str, Any]
 
@@ -135,11 +152,20 @@ def replay_backlog(session: Session) -> Status:
     return backlog
 
 
+def refresh_sources(session: Session) -> None:
+    session.execute(REFRESH_SOURCES, {"days": SOURCE_WINDOW_DAYS})
+
+
 def sources(session: Session) -> list[Status]:
     """Each source seen over SOURCE_WINDOW_DAYS: last article, usual gap (p90, with SOURCE_MIN_ARTICLES at
-    least), and `silent` when more than SILENT_GAPS usual gaps have passed since its last article."""
+    least), and `silent` when more than SILENT_GAPS usual gaps have passed since its last article. The gaps
+    come from source_stats; refreshed here only when no watcher has in SOURCES_REFRESH_S."""
+    age = session.execute(SOURCES_AGE).scalar()
+    if age is None or age > 2 * SOURCES_REFRESH_S:
+        refresh_sources(session)
+        session.commit()
     found = []
-    for row in session.execute(SOURCES, {"days": SOURCE_WINDOW_DAYS}):
+    for row in session.execute(SOURCES):
         usual = row.usual_gap_s if row.articles >= SOURCE_MIN_ARTICLES else None
         found.append({"source": row.source, "last_seen": row.last_seen.isoformat(), "articles": row.articles,
                       "usual_gap_s": _round(usual), "silent": bool(usual and row.quiet_s > SILENT_GAPS * usual)})

@@ -39,6 +39,7 @@ from services.watcher.known import KnownFiles, fingerprint
 from services.watcher.sender import Sender
 from services.watcher.settle import SettleTracker
 from services.watcher.walk import Walks
+from shared.db import transaction
 from shared.enrichment import reconcile_enrichment
 from shared.errors import TransientError, transient_boundary
 from shared.intake import TAKE_FILES, candidate_stat, is_ignored_name, take_files
@@ -46,6 +47,7 @@ from shared.ledger import reconcile, unfinished_drops
 from shared.models import Drop
 from shared.retention import prune
 from shared.runtime import Runtime
+from shared.status import SOURCES_REFRESH_S, refresh_sources
 
 log = logging.getLogger(__name__)
 UNREACHABLE_PAUSE_S = 1.0
@@ -101,7 +103,7 @@ class Watcher:
         self.sender = Sender(runtime.celery, batch_size=self.settings.pipeline.batch_size)
         self.host = socket.gethostname()
         self.paused = self.pause_logged = False
-        self.next_rescan = self.next_settle = self.next_prune = 0.0
+        self.next_rescan = self.next_settle = self.next_prune = self.next_sources = 0.0
 
     def load_known(self) -> None:
         """What the ledger already holds, so a restart neither re-reads nor re-ingests it."""
@@ -271,8 +273,16 @@ class Watcher:
                 reconcile(self.runtime)
                 reconcile_enrichment(self.runtime)
                 self.prune_daily(now)
+                self.refresh_sources(now)
                 self.next_rescan = now + self.settings.watcher.rescan_interval_s
         return self.wait_s(now)
+
+    def refresh_sources(self, now: float) -> None:
+        """The per-source figures of `newsflow status` (a window over the week's articles), every few minutes."""
+        if now >= self.next_sources:
+            with transaction(self.runtime.sessions) as session:
+                refresh_sources(session)
+            self.next_sources = now + SOURCES_REFRESH_S
 
     def prune_daily(self, now: float) -> None:
         """Retention (NEWSFLOW_RETENTION__PRUNE_DAYS): the kept bytes of long-finished drops, once a day."""

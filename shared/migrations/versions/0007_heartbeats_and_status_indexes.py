@@ -60,6 +60,15 @@ def upgrade() -> None:
         sa.Column('detail', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_operator_actions')),
     )
+    op.create_table(
+        'source_stats',
+        sa.Column('source', sa.Text(), nullable=False),
+        sa.Column('last_seen', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('articles', sa.Integer(), nullable=False),
+        sa.Column('usual_gap_s', sa.Float(), nullable=True),
+        sa.Column('refreshed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.PrimaryKeyConstraint('source', name=op.f('pk_source_stats')),
+    )
     op.create_index('ix_drops_finished_at', 'drops', ['finished_at'], unique=False)
     op.create_index('ix_drops_sha256', 'drops', ['sha256'], unique=False)  # retention: who still needs a blob
     # What waits in the enrichment queue (its bound is counted on every storage batch).
@@ -81,5 +90,6 @@ def downgrade() -> None:
     op.drop_index('ix_articles_enrich_in_queue', table_name='articles', postgresql_where=sa.text(
         "enrichment_status = 'pending' AND enrich_picked_at IS NULL AND enrich_sent_at IS NOT NULL"))
     op.drop_table('heartbeats')
+    op.drop_table('source_stats')
     op.drop_table('operator_actions')
     op.drop_table('api_keys')
