@@ -26,7 +26,7 @@ from services.cli.keys import keys
 from services.cli.operator import audit, prune, replay
 from services.cli.processes import Supervisor, child_env, exec_service
 from services.cli.status import status, trace
-from services.cli.system import command, start_local_services
+from services.cli.system import command, local_services, start_local_services
 from shared.celery_app import wait_for_nodes
 from shared.clusters import cluster_sizes, rebuild
 from shared.db import transaction
@@ -91,11 +91,7 @@ def ingest(paths: tuple[Path, ...], wait: bool, workers: int | None, as_json: bo
         runtime = cmd.runtime
         workers = cmd.local_processes(workers, cmd.settings.worker.concurrency)
         level = cmd.settings.log_level if verbose else "WARNING"
-        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": level})
-        with Supervisor(env, quiet=not verbose) as supervisor:
-            if workers:
-                start_local_services(supervisor, workers)
-                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+        with local_services(cmd, workers, log_level=level, quiet=not verbose) as supervisor:
             report = IngestReport()
             enqueue_paths(runtime, paths, report)
             if wait:

@@ -8,10 +8,8 @@ import sys
 import click
 
 from services.cli.ingest import IngestReport, Waiter, collect_problems, format_report, wait_until_terminal
-from services.cli.processes import Supervisor, child_env
-from services.cli.system import command, start_local_services
+from services.cli.system import command, local_services
 from shared.audit import format_findings, run_audit
-from shared.celery_app import wait_for_nodes
 from shared.db import transaction
 from shared.enrichment import (
     count_unenriched,
@@ -71,11 +69,7 @@ def replay(statuses: tuple[str, ...], reason: str | None, ids: tuple[int, ...], 
         for drop_id, why in problems.items():
             click.echo(f"not replayed: drop {drop_id}: {why}", err=True)
         workers = cmd.local_processes(workers, cmd.settings.worker.concurrency)
-        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
-        with Supervisor(env, quiet=True) as supervisor:
-            if workers and requeued:
-                start_local_services(supervisor, workers)
-                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+        with local_services(cmd, workers if requeued else 0) as supervisor:
             dispatch(runtime.celery, requeued, batch_size=pipeline.batch_size)
             report = IngestReport(files=len(requeued), new=len(requeued), drop_ids=requeued)
             if wait and requeued:
@@ -93,11 +87,7 @@ def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | N
         with transaction(runtime.sessions) as session:
             items = requeue_failed_enrichment(session, article_ids)
         workers = cmd.local_processes(workers, cmd.settings.enricher.concurrency)
-        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"})
-        with Supervisor(env, quiet=True) as supervisor:
-            if workers and items:
-                start_local_services(supervisor, workers)
-                wait_for_nodes(runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+        with local_services(cmd, workers if items else 0) as supervisor:
             dispatch_enrichment(runtime.celery, items, batch_size=cmd.settings.pipeline.batch_size)
             click.echo(f"replayed the enrichment of {len(items)} articles")
             if wait and items:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.cli.processes import Supervisor
+from services.cli.processes import Supervisor, child_env
+from shared.celery_app import wait_for_nodes
 from shared.db import redact_url
 from shared.embedded import EmbeddedServers
 from shared.enrichment import reconcile_enrichment
@@ -81,3 +82,16 @@ def command(*, log_level: str | None = None, drop_dirs: Sequence[Path] = ()) -> 
         if servers.fresh_broker:
             resend_all(runtime)
         yield Command(settings, servers, runtime)
+
+
+@contextmanager
+def local_services(cmd: Command, workers: int, *, log_level: str = "WARNING", quiet: bool = True
+                   ) -> Iterator[Supervisor]:
+    """A command's own services: with `workers` > 0, storage, worker and enricher started and answering;
+    all stopped (warm shutdown) on the way out."""
+    with Supervisor(child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": log_level}),
+                    quiet=quiet) as supervisor:
+        if workers:
+            start_local_services(supervisor, workers)
+            wait_for_nodes(cmd.runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
+        yield supervisor
