@@ -142,8 +142,8 @@ def enrich(backfill: bool, workers: int | None, window: int) -> None:
     """Re-enrich articles in batches, with progress; safe to interrupt and run again."""
     with command(log_level="WARNING") as cmd:
         workers = cmd.local_processes(workers, cmd.settings.enricher.concurrency)
-        with Supervisor(child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING"}),
-                        quiet=True) as supervisor:
+        env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": "WARNING", "NEWSFLOW_METRICS__PORT": "0"})
+        with Supervisor(env, quiet=True) as supervisor:
             if workers:
                 supervisor.start("storage", "storage")
                 supervisor.start("enricher", "enricher", "--concurrency", str(workers))

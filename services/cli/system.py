@@ -88,9 +88,10 @@ def command(*, log_level: str | None = None, drop_dirs: Sequence[Path] = ()) -> 
 def local_services(cmd: Command, workers: int, *, log_level: str = "WARNING", quiet: bool = True
                    ) -> Iterator[Supervisor]:
     """A command's own services: with `workers` > 0, storage, worker and enricher started and answering;
-    all stopped (warm shutdown) on the way out."""
-    with Supervisor(child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": log_level}),
-                    quiet=quiet) as supervisor:
+    all stopped (warm shutdown) on the way out. Their metrics ports are free ones (a system running on this
+    host keeps the defaults)."""
+    env = child_env(*cmd.settings.require_urls(), {"NEWSFLOW_LOG_LEVEL": log_level, "NEWSFLOW_METRICS__PORT": "0"})
+    with Supervisor(env, quiet=quiet) as supervisor:
         if workers:
             start_local_services(supervisor, workers)
             wait_for_nodes(cmd.runtime.celery, len(supervisor.children), alive=lambda: not supervisor.dead())
