@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import psycopg
 
@@ -30,7 +31,7 @@ ON CONFLICT (node) DO UPDATE SET service = EXCLUDED.service, host = EXCLUDED.hos
     queues = EXCLUDED.queues, concurrency = EXCLUDED.concurrency, active = EXCLUDED.active, beat_at = now(),
     started_at = CASE WHEN heartbeats.pid = EXCLUDED.pid THEN heartbeats.started_at ELSE now() END
 """
-FORGET = "DELETE FROM heartbeats WHERE beat_at < now() - make_interval(secs => %(s)s)"
+FORGET = "DELETE FROM heartbeats WHERE beat_at < now() - %(age)s"
 
 
 def libpq_url(url: str) -> str:
@@ -66,7 +67,7 @@ class Heart:
         try:
             with psycopg.connect(self.url, connect_timeout=5, autocommit=True) as conn:
                 conn.execute(BEAT, self.row | {"active": self.active()})
-                conn.execute(FORGET, {"s": FORGET_S})
+                conn.execute(FORGET, {"age": timedelta(seconds=FORGET_S)})
             if self.failing:
                 log.info("heartbeats recorded again")
             self.failing = False

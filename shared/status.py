@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.db import seconds
 from shared.heartbeats import LIVE_S
 from shared.queues import STAGE_QUEUES
 from shared.records import Stage
@@ -34,7 +35,7 @@ UNFINISHED_ENRICHMENT = text("""
 WORKERS = text("""
     SELECT node, service, host, pid, queues, concurrency, active, started_at,
            extract(epoch FROM now() - beat_at) AS last_seen_s
-    FROM heartbeats WHERE beat_at > now() - make_interval(secs => :live) ORDER BY service, node""")
+    FROM heartbeats WHERE beat_at > now() - :live ORDER BY service, node""")
 DROP_TOTALS = text("SELECT status, count(*) FROM drops GROUP BY status")
 ARTICLE_TOTALS = text("""
     SELECT count(*), count(*) FILTER (WHERE enrichment_status = 'enriched'),
@@ -52,12 +53,12 @@ ENRICH_RATES = text("""
 STORED_LAG = text("""
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s)
     FROM (SELECT extract(epoch FROM finished_at - discovered_at) AS s FROM drops
-          WHERE finished_at > now() - make_interval(mins => :window) AND status = 'stored') lag""")
+          WHERE finished_at > now() - :window AND status = 'stored') lag""")
 ENRICHED_LAG = text("""
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s)
     FROM (SELECT extract(epoch FROM a.enriched_at - d.discovered_at) AS s
           FROM articles a JOIN drops d ON d.article_id = a.id AND d.status = 'stored'
-          WHERE a.enriched_at > now() - make_interval(mins => :window)) lag""")
+          WHERE a.enriched_at > now() - :window) lag""")
 REPLAY_BACKLOG = text("""
     SELECT status, coalesce(reason, 'unknown'), count(*) FROM drops
     WHERE status IN ('failed', 'rejected') GROUP BY status, reason""")
@@ -70,7 +71,7 @@ REFRESH_SOURCES = text("""
                percentile_cont(0.9) WITHIN GROUP (ORDER BY gap) AS usual_gap_s
         FROM (SELECT source, created_at, extract(epoch FROM created_at - lag(created_at)
                      OVER (PARTITION BY source ORDER BY created_at)) AS gap
-              FROM articles WHERE source IS NOT NULL AND created_at > now() - make_interval(days => :days)) s
+              FROM articles WHERE source IS NOT NULL AND created_at > now() - :days) s
         GROUP BY source),
     gone AS (DELETE FROM source_stats WHERE source NOT IN (SELECT source FROM fresh))
     INSERT INTO source_stats (source, last_seen, articles, usual_gap_s, refreshed_at)
@@ -113,7 +114,7 @@ def live_workers(session: Session) -> list[dict[str, Any]]:
     return [{"hostname": r.node, "service": r.service, "host": r.host, "pid": r.pid, "queues": list(r.queues),
              "concurrency": r.concurrency, "active": r.active, "started_at": r.started_at.isoformat(),
              "last_seen_s": _round(r.last_seen_s)}
-            for r in session.execute(WORKERS, {"live": LIVE_S})]
+            for r in session.execute(WORKERS, {"live": seconds(LIVE_S)})]
 
 
 def totals(session: Session) -> Status:
@@ -140,7 +141,7 @@ def lags(session: Session) -> Status:
     """Seconds from discovery to stored and to enriched, p50 and p95 over the last LAG_WINDOW_MIN minutes."""
     result = {}
     for name, query in (("stored", STORED_LAG), ("enriched", ENRICHED_LAG)):
-        p50, p95 = session.execute(query, {"window": LAG_WINDOW_MIN}).one()
+        p50, p95 = session.execute(query, {"window": seconds(LAG_WINDOW_MIN * 60)}).one()
         result[name] = {"p50": _round(p50, 2), "p95": _round(p95, 2)}
     return result
 
@@ -153,7 +154,7 @@ def replay_backlog(session: Session) -> Status:
 
 
 def refresh_sources(session: Session) -> None:
-    session.execute(REFRESH_SOURCES, {"days": SOURCE_WINDOW_DAYS})
+    session.execute(REFRESH_SOURCES, {"days": seconds(SOURCE_WINDOW_DAYS * 86_400)})
 
 
 def sources(session: Session) -> list[Status]:

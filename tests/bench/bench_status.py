@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import psycopg
 from common import database, newsflow, service_env
@@ -60,7 +61,7 @@ ANALYZE;
 QUERIES = {name: getattr(status_module, name) for name in (
     "UNFINISHED_DROPS", "UNFINISHED_ENRICHMENT", "WORKERS", "DROP_TOTALS", "ARTICLE_TOTALS", "DROP_RATES",
     "ENRICH_RATES", "STORED_LAG", "ENRICHED_LAG", "REPLAY_BACKLOG", "SOURCES")}
-PARAMS = {"live": 15, "window": 15, "days": 7}
+PARAMS = {"live": timedelta(seconds=15), "window": timedelta(minutes=15), "days": timedelta(days=7)}
 
 
 def indexes_used(plan: dict) -> set[str]:
