@@ -88,6 +88,7 @@ def inflict(rig: Rig, fault: str) -> None:
 
 
 @pytest.mark.skipif(not MINUTES, reason="the soak runs with `make soak` (NEWSFLOW_SOAK_MINUTES)")
+@pytest.mark.timeout(int(MINUTES * 60 + 2 * DRAIN_TIMEOUT_S + 300))  # longer than the suite's 600 s
 def test_soak(rig: Rig) -> None:
     rig.start("worker")
     rig.start("storage")
