@@ -85,8 +85,4 @@ def queue_depths(app: Celery, queues: list[str]) -> dict[str, int]:
 
 def queue_depth(app: Celery, queue: Queue) -> int:
     """Messages waiting in a queue (not those a worker holds); 0 for a queue not declared yet."""
-    with app.connection_for_write() as conn:
-        try:
-            return conn.default_channel.queue_declare(queue=queue.value, passive=True).message_count
-        except conn.channel_errors:
-            return 0
+    return queue_depths(app, [queue.value])[queue.value]

@@ -10,15 +10,20 @@ a ledger of a million drops answers well within a second (`tests/bench/bench_sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.celery_app import queue_depths
 from shared.db import seconds
+from shared.errors import TransientError, transient_boundary
 from shared.heartbeats import LIVE_S
-from shared.queues import STAGE_QUEUES
+from shared.queues import STAGE_QUEUES, Queue
 from shared.records import Stage
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 RATE_WINDOWS_MIN = (1, 5, 15)
 LAG_WINDOW_MIN = 15
@@ -171,6 +176,18 @@ def sources(session: Session) -> list[Status]:
         found.append({"source": row.source, "last_seen": row.last_seen.isoformat(), "articles": row.articles,
                       "usual_gap_s": _round(usual), "silent": bool(usual and row.quiet_s > SILENT_GAPS * usual)})
     return found
+
+
+def current_status(runtime: Runtime) -> Status:
+    """The status object now: broker depths over one connection (None while the broker is away: every other
+    figure comes from PostgreSQL), the rest from the ledger. What `newsflow status` and the api serve."""
+    try:
+        with transient_boundary():
+            depths: dict[str, int] | None = queue_depths(runtime.celery, [q.value for q in Queue])
+    except TransientError:
+        depths = None
+    with runtime.sessions() as session:
+        return build_status(session, lambda queue: None if depths is None else depths.get(queue))
 
 
 def build_status(session: Session, depth: Callable[[str], int | None]) -> Status:

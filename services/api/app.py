@@ -13,16 +13,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from services.api.metrics import ledger_metrics
-from shared.celery_app import queue_depths
 from shared.db import transaction
 from shared.health import readiness
 from shared.keys import Caller, Role, caller_of
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
 from shared.models import OperatorAction
-from shared.queues import Queue
 from shared.records import DropStatus
 from shared.runtime import Runtime
-from shared.status import Status, build_status
+from shared.status import current_status
 
 probes = APIRouter(tags=["probes"])
 v1 = APIRouter(prefix="/v1")
@@ -68,15 +66,6 @@ def operator(who: Annotated[Caller, Depends(caller)]) -> Caller:
     if not who.may(Role.OPERATOR):
         raise HTTPException(403, f"key {who.name!r} is a {who.role.value} key; this needs an operator key")
     return who
-
-
-def current_status(runtime: Runtime) -> Status:
-    try:
-        depths: dict[str, int] | None = queue_depths(runtime.celery, [q.value for q in Queue])
-    except Exception:  # the broker is away: every other figure comes from PostgreSQL
-        depths = None
-    with runtime.sessions() as session:
-        return build_status(session, lambda queue: None if depths is None else depths.get(queue))
 
 
 @probes.get("/healthz")

@@ -12,24 +12,10 @@ from rich.live import Live
 from rich.table import Table
 
 from services.cli.system import command
-from shared.celery_app import queue_depths
-from shared.errors import TransientError, transient_boundary
-from shared.queues import Queue
-from shared.runtime import Runtime
-from shared.status import Status, build_status
+from shared.status import Status, current_status
 from shared.trace import trace_drop
 
 WATCH_INTERVAL_S = 2.0
-
-
-def current_status(runtime: Runtime) -> Status:
-    try:
-        with transient_boundary():
-            depths: dict[str, int] | None = queue_depths(runtime.celery, [q.value for q in Queue])
-    except TransientError:
-        depths = None  # the broker is away: every other figure comes from PostgreSQL
-    with runtime.sessions() as session:
-        return build_status(session, lambda queue: None if depths is None else depths.get(queue))
 
 
 def _age(seconds: float | None) -> str:
