@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 from pydantic import SecretStr
 from sqlalchemy import select, text
@@ -133,3 +135,39 @@ def write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_bytes(data)
     tmp.rename(path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A `newsflow` command run to its end against these servers."""
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def new_key(env: dict[str, str], role: str, name: str) -> str:
+    created = newsflow(env, "keys", "create", "--role", role, "--name", name)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]  # the key alone on the last line
+
+
+@contextmanager
+def running_api(servers: TestServers, env: dict[str, str] | None = None) -> Iterator[str]:
+    """An api process on a free port, answering; yields its base URL and stops it on the way out."""
+    port = free_port()
+    with ServiceProcess("api", servers, "--port", str(port), env=env) as api:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert api.process is not None and api.process.poll() is None, api.log()
+                assert time.monotonic() < deadline, api.log()
+                time.sleep(0.2)
+        yield base

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
 
+from services.api import ops
+from services.api.access import operator, runtime_of
 from services.api.metrics import ledger_metrics
-from shared.db import transaction
+from services.api.replay import ReplayRequest, ReplayResult, replay_drops
 from shared.health import readiness
-from shared.keys import Caller, Role, caller_of
-from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
-from shared.models import OperatorAction
-from shared.records import DropStatus
+from shared.keys import Caller
 from shared.runtime import Runtime
 from shared.status import current_status
 
@@ -26,46 +24,13 @@ probes = APIRouter(tags=["probes"])
 v1 = APIRouter(prefix="/v1")
 
 
-class ReplayRequest(BaseModel):
-    ids: list[int] = Field(default=[], description="These drops (rejected or failed).")
-    status: DropStatus | None = Field(default=None, description="Every drop in this state (rejected or failed).")
-    reason: str | None = Field(default=None, description="Every rejected or failed drop with this reason code.")
-
-
-class ReplayResult(BaseModel):
-    replayed: list[int]
-    not_replayed: dict[int, str] = Field(description="Drop id: why it cannot be replayed.")
-
-
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="newsflow", version="1", description="News drops in, clean, deduplicated articles out.")
     app.state.runtime = runtime
     app.include_router(probes)
     app.include_router(v1)
+    app.include_router(ops.router)
     return app
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-def caller(request: Request, runtime: Annotated[Runtime, Depends(runtime_of)]) -> Caller:
-    """The key's owner: 401 without a valid key."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise HTTPException(401, "send a key: Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"})
-    with runtime.sessions() as session:
-        found = caller_of(session, key.strip())
-    if found is None:
-        raise HTTPException(401, "unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
-    return found
-
-
-def operator(who: Annotated[Caller, Depends(caller)]) -> Caller:
-    """403 for a key without the operator role."""
-    if not who.may(Role.OPERATOR):
-        raise HTTPException(403, f"key {who.name!r} is a {who.role.value} key; this needs an operator key")
-    return who
 
 
 @probes.get("/healthz")
@@ -101,17 +66,7 @@ def replay(request: ReplayRequest, runtime: Annotated[Runtime, Depends(runtime_o
            who: Annotated[Caller, Depends(operator)]) -> ReplayResult:
     """Run rejected or failed drops through the pipeline again (by ids, state or reason), recorded with the
     key's name."""
-    if not (request.ids or request.status or request.reason):
-        raise HTTPException(422, "say which drops: ids, status or reason")
-    if request.status is not None and request.status not in REPLAYABLE:
-        raise HTTPException(422, "only rejected or failed drops can be replayed")
-    pipeline = runtime.settings.pipeline
-    with transaction(runtime.sessions) as session:
-        drops = select_replayable(session, statuses=[request.status] if request.status else REPLAYABLE,
-                                  reason=request.reason, ids=request.ids)
-        requeued, problems = requeue_for_replay(session, drops, max_bytes=pipeline.max_bytes)
-        session.add(OperatorAction(key_name=who.name, action="replay", detail={
-            "request": request.model_dump(mode="json"), "replayed": requeued,
-            "not_replayed": {str(k): v for k, v in problems.items()}}))
-    dispatch(runtime.celery, requeued, batch_size=pipeline.batch_size)
-    return ReplayResult(replayed=requeued, not_replayed=problems)
+    problem = request.problem()
+    if problem:
+        raise HTTPException(422, problem)
+    return replay_drops(runtime, who, request)

@@ -3,21 +3,13 @@ status and replay (recorded with the key's name), readiness that follows the bro
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import httpx
 import pytest
 from sqlalchemy import delete, func, select, update
 
 from shared.models import Article, Drop, OperatorAction
 from shared.records import DropStatus
-from tests.support import ROOT, ServiceProcess, TestServers, wait_for_drops
+from tests.support import ROOT, TestServers, new_key, newsflow, running_api, wait_for_drops
 
 pytestmark = pytest.mark.integration
 
@@ -25,39 +17,6 @@ SEED = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
 KEYS = {"stages", "workers", "totals", "rates", "lag_s", "replay_backlog", "sources"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
-
-
-def new_key(env: dict[str, str], role: str, name: str) -> str:
-    created = newsflow(env, "keys", "create", "--role", role, "--name", name)
-    assert created.returncode == 0, created.stderr
-    return created.stdout.strip().splitlines()[-1]  # the key alone on the last line
-
-
-@contextmanager
-def running_api(servers: TestServers, env: dict[str, str] | None = None) -> Iterator[str]:
-    """An api process on a free port, answering; yields its base URL and stops it on the way out."""
-    port = free_port()
-    with ServiceProcess("api", servers, "--port", str(port), env=env) as api:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert api.process is not None and api.process.poll() is None, api.log()
-                assert time.monotonic() < deadline, api.log()
-                time.sleep(0.2)
-        yield base
 
 
 def test_keys_roles_status_replay_and_probes(pipeline: TestServers, clean_db: None, sessions) -> None:

