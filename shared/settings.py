@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.errors import ConfigurationError
 
 PIPELINE_VERSION = "1"
-API_PORT = 8080  # `newsflow api --port` and `newsflow up --port` default
+API_PORT = 8000  # `newsflow api --port` and `newsflow up --port` default
 # Bump when any enrichment output changes for the same input; `newsflow enrich --backfill` then
 # re-enriches every article stored with another version.
 ENRICHMENT_VERSION = "1"
