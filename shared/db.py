@@ -19,6 +19,12 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def libpq_url(url: str) -> str:
+    """An SQLAlchemy-style URL (postgresql+psycopg://) as libpq takes it."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url
+
+
 def redact_url(url: str) -> str:
     """A URL fit for logs: the password replaced by ***."""
     try:

@@ -18,6 +18,8 @@ from datetime import timedelta
 
 import psycopg
 
+from shared.db import libpq_url
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
@@ -32,12 +34,6 @@ ON CONFLICT (node) DO UPDATE SET service = EXCLUDED.service, host = EXCLUDED.hos
     started_at = CASE WHEN heartbeats.pid = EXCLUDED.pid THEN heartbeats.started_at ELSE now() END
 """
 FORGET = "DELETE FROM heartbeats WHERE beat_at < now() - %(age)s"
-
-
-def libpq_url(url: str) -> str:
-    """An SQLAlchemy-style URL (postgresql+psycopg://) as libpq takes it."""
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url
 
 
 class Heart:
