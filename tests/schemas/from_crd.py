@@ -15,9 +15,19 @@ from typing import Any
 import yaml
 
 
+def ecma_pattern(pattern: str) -> str:
+    """Go's `(?i)` has no ECMA-262 form (JSON schema's regex dialect): spell each letter as [aA] instead."""
+    if "(?i)" not in pattern:
+        return pattern
+    assert "[" not in pattern and "\\" not in pattern, pattern
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern.replace("(?i)", ""))
+
+
 def strict(node: Any) -> Any:
     if isinstance(node, dict):
         node = {key: strict(value) for key, value in node.items()}
+        if isinstance(node.get("pattern"), str):
+            node["pattern"] = ecma_pattern(node["pattern"])
         if "properties" in node and "additionalProperties" not in node and not node.get(
                 "x-kubernetes-preserve-unknown-fields"):
             node["additionalProperties"] = False
