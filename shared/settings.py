@@ -1,6 +1,7 @@
 """The one settings tree. Environment variables use the prefix NEWSFLOW_; sections nest with `__`.
 
 Examples: NEWSFLOW_DATABASE_URL, NEWSFLOW_DROP_DIRS=/data/drops, NEWSFLOW_WATCHER__SETTLE_S=1.5.
+The URLs, which hold passwords, can come from files instead: NEWSFLOW_DATABASE_URL_FILE=/run/secrets/database_url.
 Nothing else in the project reads os.environ.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigurationError
 
@@ -78,6 +80,31 @@ class MetricsSettings(BaseModel):
         return METRICS_PORTS[service] if self.port is None else self.port
 
 
+FILE_FIELDS = ("database_url", "broker_url")
+
+
+class UrlFiles(PydanticBaseSettingsSource):
+    """NEWSFLOW_DATABASE_URL_FILE and NEWSFLOW_BROKER_URL_FILE name a file holding the URL (a compose secret, a
+    Kubernetes secret volume), so its password is in no environment listing; the variable itself wins."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"NEWSFLOW_{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().strip(), field_name, False
+        except OSError as e:
+            raise ConfigurationError(f"NEWSFLOW_{field_name.upper()}_FILE: cannot read {path}: {e}") from e
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name in FILE_FIELDS:
+            value, key, _ = self.get_field_value(self.settings_cls.model_fields[name], name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
 
@@ -96,6 +123,14 @@ class Settings(BaseSettings):
     enricher: EnricherSettings = EnricherSettings()
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, UrlFiles(settings_cls), dotenv_settings, file_secret_settings
 
     @field_validator("drop_dirs", mode="before")
     @classmethod

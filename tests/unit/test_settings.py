@@ -1,8 +1,11 @@
 """Settings come from NEWSFLOW_ variables; secrets stay out of logs."""
 
+from pathlib import Path
+
 import pytest
 
 from shared.db import normalise_url, redact_url
+from shared.errors import ConfigurationError
 from shared.settings import Settings
 
 
@@ -45,3 +48,22 @@ def test_redacted_urls_hide_the_password(url: str) -> None:
 
 def test_urls_use_psycopg3() -> None:
     assert normalise_url("postgres://u@h/db").startswith("postgresql+psycopg://")
+
+
+def test_urls_come_from_files_and_the_variable_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "database_url").write_text("postgresql://u:from-file@h/db\n")
+    (tmp_path / "broker_url").write_text("redis://:from-file@r:6379/0")
+    monkeypatch.setenv("NEWSFLOW_DATABASE_URL_FILE", str(tmp_path / "database_url"))
+    monkeypatch.setenv("NEWSFLOW_BROKER_URL_FILE", str(tmp_path / "broker_url"))
+    monkeypatch.delenv("NEWSFLOW_DATABASE_URL", raising=False)
+    monkeypatch.delenv("NEWSFLOW_BROKER_URL", raising=False)
+    settings = Settings()
+    assert settings.require_urls() == ("postgresql://u:from-file@h/db", "redis://:from-file@r:6379/0")
+    monkeypatch.setenv("NEWSFLOW_DATABASE_URL", "postgresql://u:from-env@h/db")
+    assert Settings().require_urls()[0] == "postgresql://u:from-env@h/db"
+
+
+def test_an_unreadable_url_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NEWSFLOW_DATABASE_URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match="NEWSFLOW_DATABASE_URL_FILE"):
+        Settings()
