@@ -96,12 +96,21 @@ def cell(driver, selector: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, selector).text.strip()
 
 
+def press(driver, button) -> None:
+    """Click a form's button and wait for the page it leads to (a click does not wait for the navigation)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button.click()
+    WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(button))
+
+
 def sign_in(driver, base: str, key: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{base}/ops")
     driver.find_element(By.ID, "key").send_keys(key)
-    driver.find_element(By.ID, "sign-in").click()
+    press(driver, driver.find_element(By.ID, "sign-in"))
 
 
 def check_against_status(driver, status: dict) -> None:
@@ -157,7 +166,7 @@ def test_ops_page_in_a_browser(pipeline: TestServers, clean_db: None, sessions, 
               .then(r => done(r.status));""")
         assert refused == 403, "a reader's key cannot replay, even with a hand-made request"
 
-        driver.find_element(By.ID, "sign-out").click()
+        press(driver, driver.find_element(By.ID, "sign-out"))
         assert driver.find_elements(By.ID, "sign-in")
         sign_in(driver, base, operator)
         assert cell(driver, "#who") == "ops-page"
@@ -167,7 +176,7 @@ def test_ops_page_in_a_browser(pipeline: TestServers, clean_db: None, sessions, 
         driver.save_screenshot(str(shot))
         print(f"screenshot of /ops: {shot}")
 
-        driver.find_element(By.CSS_SELECTOR, "#failure-failed-error button.replay").click()
+        press(driver, driver.find_element(By.CSS_SELECTOR, "#failure-failed-error button.replay"))
         assert "Replayed 1 drop." in cell(driver, "#replay-notice")
         deadline = time.monotonic() + WAIT_S
         while (state := drop_status(sessions, failed_id)) is not DropStatus.STORED:
