@@ -33,7 +33,8 @@ def terminal_count(sessions) -> int:
 
 def test_sigterm_finishes_running_work_and_returns_the_rest(servers: TestServers, clean_db: None, sessions,
                                                             tmp_path: Path) -> None:
-    broker_url = servers.env["NEWSFLOW_BROKER_URL"].rsplit("/", 1)[0] + "/14"  # not the shared pipeline's
+    # A Redis database of its own: not the shared pipeline's (15), nor a bench's (12-14).
+    broker_url = servers.env["NEWSFLOW_BROKER_URL"].rsplit("/", 1)[0] + "/10"
     redis.Redis.from_url(broker_url).flushdb()
     env = {**servers.env, "NEWSFLOW_BROKER_URL": broker_url, "NEWSFLOW_PIPELINE__LEASE_S": str(LEASE_S)}
     private = TestServers(env=env, logs=servers.logs)
