@@ -67,21 +67,30 @@ def article_record(article: Article, drops: list[DropLineage], cluster: list[int
     )
 
 
+# Index data, not record: never loaded for a consumer (sort_date and search_vector are deferred by the model).
+NOT_RECORD = (defer(Article.shingles), defer(Article.minhash))
+
+
+def records_of(session: Session, page: list[Article]) -> list[ArticleRecord]:
+    """The consumer records of these articles, in their order: three statements for the whole page."""
+    if not page:
+        return []
+    lineage = _lineage(session, [a.id for a in page])
+    clusters = _clusters(session, {a.cluster_id for a in page if a.cluster_id is not None})
+    entities = _entities(session, [a.id for a in page])
+    return [article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]),
+                           entities[article.id]) for article in page]
+
+
 def iter_articles(session: Session) -> Iterator[ArticleRecord]:
     last_id = 0
     while True:
         page = list(session.execute(
-            select(Article).options(defer(Article.shingles), defer(Article.minhash))  # index data, not record
-            .where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
+            select(Article).options(*NOT_RECORD).where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
         ).scalars())
         if not page:
             return
-        lineage = _lineage(session, [a.id for a in page])
-        clusters = _clusters(session, {a.cluster_id for a in page if a.cluster_id is not None})
-        entities = _entities(session, [a.id for a in page])
-        for article in page:
-            yield article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]),
-                                 entities[article.id])
+        yield from records_of(session, page)
         last_id = page[-1].id
         session.expunge_all()
 
