@@ -82,6 +82,11 @@ def records_of(session: Session, page: list[Article]) -> list[ArticleRecord]:
                            entities[article.id]) for article in page]
 
 
+def record_of(session: Session, article_id: int) -> ArticleRecord | None:
+    article = session.execute(select(Article).options(*NOT_RECORD).where(Article.id == article_id)).scalar()
+    return records_of(session, [article])[0] if article is not None else None
+
+
 def iter_articles(session: Session) -> Iterator[ArticleRecord]:
     last_id = 0
     while True:

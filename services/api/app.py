@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from services.api import articles, feed, stats
 from services.api.metrics import ledger_metrics
 from shared.db import transaction
 from shared.health import readiness
@@ -42,6 +43,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(probes)
     app.include_router(v1)
+    for reads in (articles.router, feed.router, stats.router):  # issue 12: the consumers' read routes
+        app.include_router(reads, prefix="/v1", dependencies=[Depends(caller)])
     return app
 
 
