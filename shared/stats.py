@@ -45,7 +45,8 @@ class EntityCount(BaseModel):
 
 
 # Bucket and key expressions per interval and split: fixed SQL, chosen from enums, never from input.
-_BUCKET = {Interval.DAY: "a.published_on", Interval.HOUR: "date_trunc('hour', a.created_at AT TIME ZONE 'UTC')"}
+_BUCKET = {Interval.DAY: "a.published_on",
+           Interval.HOUR: "date_trunc('hour', a.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"}
 _WINDOW = {Interval.DAY: "a.published_on BETWEEN :start AND :end",
            Interval.HOUR: "a.created_at >= CAST(:start AS timestamp) AT TIME ZONE 'UTC' "
                           "AND a.created_at < (CAST(:end AS timestamp) + interval '1 day') AT TIME ZONE 'UTC'"}

@@ -36,7 +36,7 @@ Text = Annotated[str | None, Query(max_length=200, pattern=TEXT)]
 @router.get("/articles")
 def articles(
     runtime: Annotated[Runtime, Depends(runtime_of)],
-    q: Annotated[str | None, Query(max_length=500, pattern=TEXT, description=(
+    q: Annotated[str | None, Query(max_length=400, pattern=TEXT, description=(
         'Full-text search, web-search syntax: words, "a phrase", `or`, -word. Stemmed in the `language` '
         "asked for (English without one).")), ] = None,
     date_from: Annotated[date | None, Query(alias="from", description="Published on or after (inclusive)")] = None,
