@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, defer
 
 from shared.models import Article, ArticleEntity, Drop, Entity
@@ -14,9 +15,14 @@ from shared.records import ArticleRecord, DropLineage, DropRecord, EntityMention
 PAGE_SIZE = 500
 
 
+def _any(values) -> object:
+    """`= ANY(array)`: one statement text whatever the count (an IN list is a new text for each length)."""
+    return any_(bindparam(None, sorted(values), type_=ARRAY(BigInteger)))
+
+
 def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLineage]]:
     rows = session.execute(
-        select(Drop).where(Drop.article_id.in_(article_ids)).order_by(Drop.discovered_at, Drop.id)
+        select(Drop).where(Drop.article_id == _any(article_ids)).order_by(Drop.discovered_at, Drop.id)
     ).scalars()
     lineage: dict[int, list[DropLineage]] = defaultdict(list)
     for drop in rows:
@@ -30,7 +36,7 @@ def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLin
 
 def _clusters(session: Session, cluster_ids: set[int]) -> dict[int | None, list[int]]:
     rows = session.execute(
-        select(Article.cluster_id, Article.id).where(Article.cluster_id.in_(cluster_ids)).order_by(Article.id)
+        select(Article.cluster_id, Article.id).where(Article.cluster_id == _any(cluster_ids)).order_by(Article.id)
     ).all()
     members: dict[int | None, list[int]] = defaultdict(list)
     for cluster_id, article_id in rows:
@@ -42,7 +48,7 @@ def _entities(session: Session, article_ids: list[int]) -> dict[int, list[Entity
     rows = session.execute(
         select(ArticleEntity.article_id, Entity.name, Entity.type, ArticleEntity.count)
         .join(Entity, Entity.id == ArticleEntity.entity_id)
-        .where(ArticleEntity.article_id.in_(article_ids))
+        .where(ArticleEntity.article_id == _any(article_ids))
         .order_by(ArticleEntity.article_id, ArticleEntity.count.desc(), Entity.name)
     ).all()
     entities: dict[int, list[EntityMention]] = defaultdict(list)

@@ -33,7 +33,7 @@ class ArticleDetail(ArticleRecord):
 Text = Annotated[str | None, Query(max_length=200, pattern=TEXT)]
 
 
-@router.get("/articles")
+@router.get("/articles", response_model=ArticlePage)
 def articles(
     runtime: Annotated[Runtime, Depends(runtime_of)],
     q: Annotated[str | None, Query(max_length=400, pattern=TEXT, description=(
@@ -55,7 +55,7 @@ def articles(
                     ] = Sort.PUBLISHED,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=500, description="`next_cursor` of the previous page")] = None,
-) -> ArticlePage:
+) -> Response:
     """Articles matching every filter given, a page at a time; following `next_cursor` yields every match
     exactly once (keyset paging on a total order: no match is lost or repeated, also among equal dates)."""
     query = ArticleQuery(q=q, date_from=date_from, date_to=date_to, source=source, language=language,
@@ -66,7 +66,8 @@ def articles(
             items, next_cursor = list_articles(session, query, limit=limit, cursor=cursor)
     except QueryError as e:
         raise HTTPException(400, str(e)) from e
-    return ArticlePage(items=items, next_cursor=next_cursor)
+    # Serialized once, here: returning the model would have FastAPI validate every record again.
+    return Response(ArticlePage(items=items, next_cursor=next_cursor).model_dump_json(), media_type="application/json")
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

@@ -10,14 +10,17 @@ from datetime import date
 import httpx
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from shared.db import transaction
 from shared.keys import Role, create_key
+from shared.migrate import alembic_config
+from tests.conftest import ADMIN_URL
 from tests.corpora import Spec, store_and_enrich
 from tests.integration.test_api import running_api
-from tests.support import TestServers, truncate_all
+from tests.support import TestServers, scratch_database, truncate_all
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +196,24 @@ def test_reader_role_reads_the_views_and_nothing_else(database_url: str, session
     with sessions() as session:  # NOLOGIN itself
         assert session.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'newsflow_reader'")
                                ).scalar_one() is False
+
+
+def test_migration_0008_goes_down_and_up_again(database_url: str) -> None:
+    """Down to 0007 and back keeps the data and the role (roles outlive databases: another database's
+    grants must not make the downgrade fail), and the backfill gives existing articles vectors and changes."""
+    with scratch_database(ADMIN_URL, f"newsflow_test_mig_{uuid.uuid4().hex[:8]}") as url:
+        command.upgrade(alembic_config(url), "0007")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO articles (content_hash, title, paragraphs, body, encoding, pipeline_version, "
+                         "language) VALUES ('h', 'Grève générale', '[]', 'Les enseignants manifestent', 'utf-8', "
+                         "'1', 'fr')")
+        command.upgrade(alembic_config(url), "head")
+        command.downgrade(alembic_config(url), "0007")  # the test session's database still grants the role
+        command.upgrade(alembic_config(url), "head")
+        with psycopg.connect(url, autocommit=True) as conn:
+            vector = conn.execute("SELECT search_vector::text FROM articles").fetchone()[0]
+            assert "'enseign'" in vector  # French stemming: the language was known
+            assert conn.execute("SELECT change FROM article_changes").fetchall() == [("created",)]
+            assert conn.execute("SELECT count(*) FROM reader.articles").fetchone()[0] == 1
+            assert conn.execute("SELECT has_table_privilege('newsflow_reader', 'reader.articles', 'SELECT')"
+                                ).fetchone()[0]
