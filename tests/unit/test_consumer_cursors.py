@@ -4,6 +4,7 @@ error (400), never a server error; the text search configuration per language.""
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import date
 
 import pytest
@@ -23,10 +24,8 @@ def test_feed_cursors_round_trip(xid: int, position: int) -> None:
 
 @given(st.text(max_size=100))
 def test_any_other_feed_cursor_is_refused_cleanly(value: str) -> None:
-    try:
+    with contextlib.suppress(CursorError):
         FeedCursor.decode(value)
-    except CursorError:
-        pass
 
 
 @given(st.one_of(st.none(), st.dates()), st.integers(1, 2**63 - 1))
@@ -43,10 +42,8 @@ def test_relevance_cursors_keep_the_rank_exactly(rank: float, article_id: int) -
 @given(st.text(max_size=200))
 def test_any_other_list_cursor_is_refused_cleanly(value: str) -> None:
     for sort in Sort:
-        try:
+        with contextlib.suppress(QueryError):
             ListCursor.decode(value, sort)
-        except QueryError:
-            pass
 
 
 @pytest.mark.parametrize("raw", ['{"s":"published","k":5,"i":1}', '{"s":"relevance","k":"x","i":1}',
