@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Date, Float, Select, cast, func, literal, 
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.orm import Session
 
-from shared.export import NOT_RECORD, records_of
+from shared.export import records_by_id
 from shared.models import Article, ArticleEntity, Entity
 from shared.records import ArticleRecord
 from shared.search import ts_config
@@ -109,7 +109,7 @@ class ListCursor:
 def filtered(query: ArticleQuery) -> Select[Any]:
     """The articles matching every filter given, each filter served by an index."""
     a = Article
-    stmt = select(a).options(*NOT_RECORD)
+    stmt = select(a.id)
     if query.q:
         stmt = stmt.where(a.search_vector.op("@@")(query.tsquery()))  # GIN
     if query.date_from:
@@ -138,11 +138,8 @@ def filtered(query: ArticleQuery) -> Select[Any]:
     return stmt
 
 
-def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: str | None
-                  ) -> tuple[list[ArticleRecord], str | None]:
-    """One page of matches after the cursor, and the cursor of the next page (None after the last)."""
-    query.check()
-    after = ListCursor.decode(cursor, query.sort) if cursor else None
+def page_statement(query: ArticleQuery, after: ListCursor | None, limit: int) -> Select[Any]:
+    """The articles of one page (and one more, to tell whether another page follows), each with its sort key."""
     stmt = filtered(query)
     if query.sort is Sort.RELEVANCE:
         rank = func.ts_rank(Article.search_vector, query.tsquery())
@@ -155,10 +152,18 @@ def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: 
         if after is not None:
             key = literal(after.key) if after.key is not None else literal("-infinity")
             stmt = stmt.where(tuple_(Article.sort_date, Article.id) < tuple_(cast(key, Date), literal(after.id)))
-    rows = session.execute(stmt.limit(limit + 1)).all()
+    return stmt.limit(limit + 1)
+
+
+def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: str | None
+                  ) -> tuple[list[ArticleRecord], str | None]:
+    """One page of matches after the cursor, and the cursor of the next page (None after the last)."""
+    query.check()
+    after = ListCursor.decode(cursor, query.sort) if cursor else None
+    rows = session.execute(page_statement(query, after, limit)).all()
     page = rows[:limit]
-    records = records_of(session, [row[0] for row in page])
+    records = records_by_id(session, [row[0] for row in page])
     if len(rows) <= limit:
         return records, None
     last = page[-1]
-    return records, ListCursor(query.sort, last[1], last[0].id).encode()
+    return records, ListCursor(query.sort, last[1], last[0]).encode()

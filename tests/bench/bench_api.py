@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import random
+import re
 import socket
 import statistics
 import sys
@@ -33,6 +35,7 @@ from common import database, service, workspace
 
 from shared.db import create_db_engine, create_session_factory, transaction
 from shared.keys import Role, create_key
+from shared.listing import ArticleQuery, Sort, page_statement
 from shared.migrate import upgrade_to_head
 from shared.search import search_vector_sql
 
@@ -160,6 +163,33 @@ def follow_feed(base: str, key: str, limit: int) -> tuple[int, float]:
             cursor = page["next_cursor"]
 
 
+EXPLAINED = {
+    "list": ArticleQuery(), "filter source": ArticleQuery(source=SOURCES[3]),
+    "filter country": ArticleQuery(country="JP"), "filter language=de": ArticleQuery(language="de"),
+    "filter entity": ArticleQuery(entity="Entity 7"), "filter canonical": ArticleQuery(canonical=True),
+    "filter from/to (a week)": ArticleQuery(date_from=date(2024, 2, 1), date_to=date(2024, 2, 7)),
+    "filter cluster": ArticleQuery(cluster=41), "search word": ArticleQuery(q="government"),
+    "search phrase": ArticleQuery(q='"prime minister"'),
+    "search relevance": ArticleQuery(q="government", sort=Sort.RELEVANCE),
+    "filter source+country+from": ArticleQuery(source=SOURCES[3], country="JP", date_from=date(2024, 1, 1)),
+}
+
+
+def explain(url: str, keyword: str) -> None:
+    """Each listing's first page as PostgreSQL runs it: the indexes its plan reads, and its execution time."""
+    queries = {**EXPLAINED, "filter keyword": ArticleQuery(keyword=keyword)}
+    engine = create_db_engine(url)
+    print(f"{'first page, as planned':32} {'ms':>8}  indexes read")
+    with engine.connect() as conn:
+        for name, query in queries.items():
+            compiled = page_statement(query, None, 20).compile(dialect=conn.dialect)
+            [[plan]] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
+                                            compiled.params).one()
+            indexes = sorted(set(re.findall(r'"Index Name": "([^"]+)"', json.dumps(plan))))
+            print(f"{name:32} {plan['Execution Time']:8.2f}  {', '.join(indexes) or 'none (sequential scan)'}")
+    engine.dispose()
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -193,6 +223,7 @@ def run(args: argparse.Namespace, logs: Path) -> None:
         with service(argv, env, logs / "api.log"):
             base = f"http://127.0.0.1:{port}"
             wait_for(base)
+            explain(url, words[0])
             report(base, key, routes(rng, args.articles, words), args)
             changes, seconds = follow_feed(base, key, args.feed_limit)
             print(f"change feed, one consumer, limit={args.feed_limit}: {changes:,} changes in {seconds:.1f} s = "
