@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 
 import httpx
@@ -18,7 +19,7 @@ from shared.db import transaction
 from shared.keys import Role, create_key
 from shared.migrate import alembic_config
 from tests.conftest import ADMIN_URL
-from tests.corpora import Spec, store_and_enrich
+from tests.corpora import Spec, enrich, store, store_and_enrich
 from tests.integration.test_api import running_api
 from tests.support import TestServers, scratch_database, truncate_all
 
@@ -217,3 +218,24 @@ def test_migration_0008_goes_down_and_up_again(database_url: str) -> None:
             assert conn.execute("SELECT count(*) FROM reader.articles").fetchone()[0] == 1
             assert conn.execute("SELECT has_table_privilege('newsflow_reader', 'reader.articles', 'SELECT')"
                                 ).fetchone()[0]
+
+
+def test_the_search_vector_follows_the_language(sessions) -> None:
+    """Stored in `english`; made again in the detected language's configuration (French drops "les" as a stop
+    word), and again when a re-enrichment finds another language."""
+    spec = Spec("Les grèves", "Les enseignants manifestent contre les réformes.", D1, None, "fr")
+
+    def lexemes(article_id: int) -> str:
+        with sessions() as session:
+            return session.execute(text("SELECT search_vector::text FROM articles WHERE id = :id"),
+                                   {"id": article_id}).scalar_one()
+
+    with transaction(sessions) as session:
+        [article] = store(session, [spec], "language")
+    assert "'les'" in lexemes(article)  # english: not a stop word
+    with transaction(sessions) as session:
+        enrich(session, [spec], [article])
+    assert "'les'" not in lexemes(article) and "'enseign'" in lexemes(article)
+    with transaction(sessions) as session:
+        enrich(session, [replace(spec, language="en")], [article])
+    assert "'les'" in lexemes(article)
