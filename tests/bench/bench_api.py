@@ -32,10 +32,11 @@ import common
 import httpx
 import psycopg
 from common import database, service, workspace
+from sqlalchemy.orm import Session
 
 from shared.db import create_db_engine, create_session_factory, transaction
 from shared.keys import Role, create_key
-from shared.listing import ArticleQuery, Sort, page_statement
+from shared.listing import ArticleQuery, Sort, entity_ids, page_statement
 from shared.migrate import upgrade_to_head
 from shared.search import search_vector_sql
 
@@ -180,9 +181,10 @@ def explain(url: str, keyword: str) -> None:
     queries = {**EXPLAINED, "filter keyword": ArticleQuery(keyword=keyword)}
     engine = create_db_engine(url)
     print(f"{'first page, as planned':32} {'ms':>8}  indexes read")
-    with engine.connect() as conn:
+    with engine.connect() as conn, Session(conn) as session:
         for name, query in queries.items():
-            compiled = page_statement(query, None, 20).compile(dialect=conn.dialect)
+            statement = page_statement(query, None, 20, entity_ids(session, query))
+            compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
             [[plan]] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
                                             compiled.params).one()
             indexes = sorted(set(re.findall(r'"Index Name": "([^"]+)"', json.dumps(plan))))
