@@ -28,5 +28,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
+    """Async: no I/O, so no hop through the thread pool (a sync dependency costs one per request)."""
     return request.app.state.runtime
