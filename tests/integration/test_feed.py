@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from services.storage.enrichments import store_enrichments
 from shared.celery_app import create_celery
+from shared.clusters import rebuild
 from shared.db import transaction
 from shared.keys import Role, create_key
 from shared.queues import TaskName
@@ -176,3 +177,27 @@ def test_every_change_once_with_several_storage_processes(follower: Follower, se
     assert follower.seen() == changes  # every change, exactly once, in the feed's order
     cursors = [i["cursor"] for i in follower.items]
     assert len(cursors) == len(set(cursors))
+
+
+def test_a_cluster_rebuild_records_what_changed(follower: Follower, sessions) -> None:
+    """`newsflow clusters rebuild` recomputes every cluster: the feed gets `clustered` for the articles whose
+    cluster changed, and nothing for the others."""
+    rng = random.Random(5)
+    spec = random_spec(rng, [None], words=160)
+    near = spec.__class__("Near copy", spec.body.replace(".", " again.", 1), None, None)
+    a, b, _ = store_and_enrich(sessions, [spec, near, random_spec(rng, [None], words=160)], "rebuild")
+    follower.drain(sessions)
+    assert (a, "clustered") in follower.seen() or (b, "clustered") in follower.seen()  # linked when stored
+    with sessions() as session:
+        [member] = session.execute(text("SELECT id FROM articles WHERE id = ANY(:ids) AND NOT is_canonical"),
+                                   {"ids": [a, b]}).scalars().all()
+    before = len(follower.items)
+    with transaction(sessions) as session:
+        rebuild(session, 0.999)  # too strict for the pair: the member becomes a story of its own
+    follower.drain(sessions)
+    assert follower.seen()[before:] == [(member, "clustered")]  # the canonical and the other are unchanged
+    again = len(follower.items)
+    with transaction(sessions) as session:
+        rebuild(session, 0.999)  # nothing changes
+    follower.drain(sessions)
+    assert follower.seen()[again:] == []
