@@ -95,7 +95,7 @@ class ListCursor:
         if found is not sort or not isinstance(article_id, int) or not 0 <= article_id < 2**63:
             raise bad
         if sort is Sort.RELEVANCE:
-            if not isinstance(key, float | int) or isinstance(key, bool):
+            if not isinstance(key, float | int) or isinstance(key, bool) or not -1e38 < key < 1e38:  # real's range
                 raise bad
             return cls(sort, float(key), article_id)
         if key is None:
