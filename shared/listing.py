@@ -22,7 +22,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Float, Select, cast, func, literal, select, tuple_
+from sqlalchemy import REAL, ColumnElement, Date, Float, Select, cast, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.orm import Session
 
@@ -155,7 +155,10 @@ def page_statement(query: ArticleQuery, after: ListCursor | None, limit: int, en
         rank = func.ts_rank(Article.search_vector, query.tsquery())
         stmt = stmt.add_columns(rank.label("rank")).order_by(rank.desc(), Article.id.desc())
         if after is not None:
-            stmt = stmt.where(tuple_(rank, Article.id) < tuple_(literal(after.key, Float), literal(after.id)))
+            # ts_rank is a real; the key came back as its shortest decimal form, which as a double is not the
+            # real's value: compared as a real again, or the page's last row sorts on the wrong side of it.
+            stmt = stmt.where(tuple_(rank, Article.id) < tuple_(cast(literal(after.key, Float), REAL),
+                                                                 literal(after.id)))
     else:
         stmt = stmt.add_columns(Article.published_on.label("key")).order_by(
             Article.sort_date.desc(), Article.id.desc())

@@ -60,7 +60,9 @@ def walk(sessions: sessionmaker[Session], query: ArticleQuery, limit: int, betwe
     while True:
         with sessions() as session:
             page, cursor = list_articles(session, query, limit=limit, cursor=cursor)
+            total = session.execute(text("SELECT count(*) FROM articles")).scalar_one()
         seen += [r.id for r in page]
+        assert len(seen) <= total, f"the walk goes round: {seen[-3 * limit:]} (cursor {cursor})"
         if cursor is None:
             return seen
         between()
