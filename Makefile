@@ -55,11 +55,12 @@ bench: $(STAMP) ## Quick benchmarks (about 25 min): pipeline vs baselines, stora
 	$(BIN)/python tests/bench/bench_dedup.py --fillers random
 	$(BIN)/python tests/bench/bench_watcher.py latency
 
-bench-full: $(STAMP) ## Large benchmarks (about an hour): 1M-article index, 100k-file backlog, full enrichment runs, status on 1M drops
+bench-full: $(STAMP) ## Large benchmarks (about an hour): 1M-article index, 100k-file backlog, full enrichment runs, status on 1M drops, the consumers' API on 100k articles
 	$(BIN)/python tests/bench/bench_dedup.py --sizes 1000,10000,100000,1000000 --fillers random
 	$(BIN)/python tests/bench/bench_watcher.py all
 	$(BIN)/python tests/bench/bench_pipeline.py
 	$(BIN)/python tests/bench/bench_status.py
+	$(BIN)/python tests/bench/bench_api.py
 
 clean: ## Remove the virtual environment and local data (.newsflow)
 	rm -rf $(VENV) .newsflow .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.changes import Change, record_changes
 from shared.db import execute_batch, int_array
 from shared.rekey import rekey_articles
 from shared.similarity import BANDS, band_keys, jaccard, shingles_from_bytes, signature_from_bytes, sketch
@@ -171,6 +172,7 @@ def recluster(session: Session, article_ids: Iterable[int], links: Iterable[tupl
         canonicals += [canonical] * len(changed)
     if ids:
         execute_batch(session, SET_CLUSTERS, {"ids": ids, "clusters": canonicals})
+        record_changes(session, ids, Change.CLUSTERED)
 
 
 def index_articles(session: Session, batch: IndexBatch, threshold: float) -> dict[tuple[int, int], float]:
@@ -196,6 +198,8 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
     recompute every link and cluster from the stored sketches (after a threshold change); articles without a
     shingle set or signature get them from their body now."""
     lock_index(session)
+    session.execute(text("CREATE TEMP TABLE clusters_before ON COMMIT DROP AS "
+                         "SELECT id, cluster_id, is_canonical FROM articles"))
     rekeyed, merged = rekey_articles(session, page_size=page_size)
     if rekeyed or merged:
         log.warning("exact keys updated", extra={"rekeyed": rekeyed, "merged": merged})
@@ -211,6 +215,13 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
         done += len(page)
         last_id = page[-1].id
         log.info("clusters rebuilt so far", extra={"articles": done})
+    # The pages recorded changes against the reset above; the feed gets those against the clusters before.
+    session.execute(text("DELETE FROM article_changes WHERE xid = pg_current_xact_id() AND change = :c"),
+                    {"c": Change.CLUSTERED.value})
+    session.execute(text("INSERT INTO article_changes (article_id, change) SELECT a.id, :c FROM articles a "
+                         "JOIN clusters_before b USING (id) "
+                         "WHERE (a.cluster_id, a.is_canonical) IS DISTINCT FROM (b.cluster_id, b.is_canonical) "
+                         "ORDER BY a.id"), {"c": Change.CLUSTERED.value})
     return done
 
 

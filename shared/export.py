@@ -2,88 +2,62 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
-from shared.models import Article, ArticleEntity, Drop, Entity
-from shared.records import ArticleRecord, DropLineage, DropRecord, EntityMention
+from shared.db import int_array
+from shared.models import Article, Drop
+from shared.records import ArticleRecord, DropRecord
 
 PAGE_SIZE = 500
 
 
-def _lineage(session: Session, article_ids: list[int]) -> dict[int, list[DropLineage]]:
-    rows = session.execute(
-        select(Drop).where(Drop.article_id.in_(article_ids)).order_by(Drop.discovered_at, Drop.id)
-    ).scalars()
-    lineage: dict[int, list[DropLineage]] = defaultdict(list)
-    for drop in rows:
-        assert drop.article_id is not None  # selected by it
-        lineage[drop.article_id].append(DropLineage(
-            path=drop.path, sha256=drop.sha256, discovered_at=drop.discovered_at, host=drop.host,
-            parsed_by=drop.parsed_by,
-        ))
-    return lineage
+# The whole record in one statement, whatever the page's size: its drops, cluster and entities as JSON arrays
+# built by PostgreSQL next to the article's columns (each through its index), in the order of the ids given.
+RECORDS = text("""
+SELECT a.id, a.content_hash, a.title, a.published_on, a.source, a.source_raw, a.paragraphs, a.body, a.warnings,
+       a.language, a.word_count, a.reading_time_min, a.summary, a.keywords, a.countries, a.tone, a.cluster_id,
+       a.is_canonical, a.pipeline_version, a.enrichment_version, a.enrichment_status, a.enrichment_error,
+       CASE WHEN a.enrichment_version IS NOT NULL THEN
+           (SELECT coalesce(json_agg(json_build_object('text', e.name, 'type', e.type, 'count', ae.count)
+                                     ORDER BY ae.count DESC, e.name), '[]')
+            FROM article_entities ae JOIN entities e ON e.id = ae.entity_id WHERE ae.article_id = a.id)
+       END AS entities,
+       coalesce((SELECT json_agg(m.id ORDER BY m.id) FROM articles m WHERE m.cluster_id = a.cluster_id),
+                json_build_array(a.id)) AS cluster,
+       (SELECT coalesce(json_agg(json_build_object('path', d.path, 'sha256', d.sha256, 'discovered_at',
+                                                   d.discovered_at, 'host', d.host, 'parsed_by', d.parsed_by)
+                                 ORDER BY d.discovered_at, d.id), '[]')
+        FROM drops d WHERE d.article_id = a.id) AS drops
+FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS u(id, n) JOIN articles a ON a.id = u.id
+ORDER BY u.n
+""")
 
 
-def _clusters(session: Session, cluster_ids: set[int]) -> dict[int | None, list[int]]:
-    rows = session.execute(
-        select(Article.cluster_id, Article.id).where(Article.cluster_id.in_(cluster_ids)).order_by(Article.id)
-    ).all()
-    members: dict[int | None, list[int]] = defaultdict(list)
-    for cluster_id, article_id in rows:
-        members[cluster_id].append(article_id)
-    return members
+def records_by_id(session: Session, article_ids: list[int]) -> list[ArticleRecord]:
+    """The consumer records of these articles, in this order (an unknown id is left out)."""
+    if not article_ids:
+        return []
+    rows = session.execute(RECORDS, {"ids": int_array(article_ids)}).mappings()
+    return [ArticleRecord.model_validate(dict(row)) for row in rows]
 
 
-def _entities(session: Session, article_ids: list[int]) -> dict[int, list[EntityMention]]:
-    rows = session.execute(
-        select(ArticleEntity.article_id, Entity.name, Entity.type, ArticleEntity.count)
-        .join(Entity, Entity.id == ArticleEntity.entity_id)
-        .where(ArticleEntity.article_id.in_(article_ids))
-        .order_by(ArticleEntity.article_id, ArticleEntity.count.desc(), Entity.name)
-    ).all()
-    entities: dict[int, list[EntityMention]] = defaultdict(list)
-    for article_id, name, kind, count in rows:
-        entities[article_id].append(EntityMention(text=name, type=kind, count=count))
-    return entities
-
-
-def article_record(article: Article, drops: list[DropLineage], cluster: list[int],
-                   entities: list[EntityMention]) -> ArticleRecord:
-    enriched = article.enrichment_version is not None
-    return ArticleRecord(
-        cluster_id=article.cluster_id, is_canonical=article.is_canonical, cluster=cluster,
-        language=article.language, word_count=article.word_count, reading_time_min=article.reading_time_min,
-        summary=article.summary, keywords=article.keywords, countries=article.countries, tone=article.tone,
-        entities=entities if enriched else None, enrichment_version=article.enrichment_version,
-        enrichment_status=article.enrichment_status, enrichment_error=article.enrichment_error,
-        id=article.id, content_hash=article.content_hash, title=article.title,
-        published_on=article.published_on, source=article.source, source_raw=article.source_raw,
-        paragraphs=article.paragraphs, body=article.body, warnings=article.warnings,
-        pipeline_version=article.pipeline_version, drops=drops,
-    )
+def record_of(session: Session, article_id: int) -> ArticleRecord | None:
+    found = records_by_id(session, [article_id])
+    return found[0] if found else None
 
 
 def iter_articles(session: Session) -> Iterator[ArticleRecord]:
     last_id = 0
     while True:
         page = list(session.execute(
-            select(Article).options(defer(Article.shingles), defer(Article.minhash))  # index data, not record
-            .where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)
-        ).scalars())
+            select(Article.id).where(Article.id > last_id).order_by(Article.id).limit(PAGE_SIZE)).scalars())
         if not page:
             return
-        lineage = _lineage(session, [a.id for a in page])
-        clusters = _clusters(session, {a.cluster_id for a in page if a.cluster_id is not None})
-        entities = _entities(session, [a.id for a in page])
-        for article in page:
-            yield article_record(article, lineage[article.id], clusters.get(article.cluster_id, [article.id]),
-                                 entities[article.id])
-        last_id = page[-1].id
-        session.expunge_all()
+        yield from records_by_id(session, page)
+        last_id = page[-1]
 
 
 def drop_record(drop: Drop) -> DropRecord:

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Computed,
     DateTime,
     Enum,
     ForeignKey,
@@ -20,8 +21,9 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from shared.records import DropStatus, EnrichmentStatus, Stage
 
@@ -36,6 +38,15 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Xid8(UserDefinedType):
+    """PostgreSQL's 64-bit transaction id (`pg_current_xact_id()`), which SQLAlchemy has no type for."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: object) -> str:
+        return "xid8"
 
 
 def _now() -> Mapped[datetime]:
@@ -96,9 +107,23 @@ class Article(Base):
     enrich_deliveries: Mapped[int] = mapped_column(server_default=text("0"))
     enrich_retries: Mapped[int] = mapped_column(server_default=text("0"))
     created_at: Mapped[datetime] = _now()
+    # The API's order (SPEC section 6: newest first, undated last) as one never-null key, so a keyset
+    # cursor is a plain row comparison an index serves: undated articles sort as -infinity.
+    # Never loaded: Python's date has no -infinity.
+    sort_date: Mapped[date] = mapped_column(Computed("COALESCE(published_on, '-infinity'::date)", persisted=True),
+                                            deferred=True)
+    # Full-text search: title (weight A) and body (B), in the article's language's configuration once
+    # enrichment knows it, `english` until then (shared/search.py).
+    search_vector: Mapped[str | None] = mapped_column(TSVECTOR, deferred=True)
 
     __table_args__ = (
         Index("ix_articles_published_on", "published_on"),
+        Index("ix_articles_search_vector", "search_vector", postgresql_using="gin"),
+        # Keyset paging (sort_date DESC, id DESC), alone and under the equality filters of /v1/articles.
+        Index("ix_articles_sort", "sort_date", "id"),
+        Index("ix_articles_canonical_sort", "sort_date", "id", postgresql_where=text("is_canonical")),
+        Index("ix_articles_source_sort", "source", "sort_date", "id"),
+        Index("ix_articles_language_sort", "language", "sort_date", "id"),
         Index("ix_articles_cluster_id", "cluster_id"),
         Index("ix_articles_keywords", "keywords", postgresql_using="gin"),
         Index("ix_articles_countries", "countries", postgresql_using="gin"),
@@ -121,7 +146,8 @@ class Entity(Base):
     type: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("type", "name", name="uq_entities_type_name"),)
+    __table_args__ = (UniqueConstraint("type", "name", name="uq_entities_type_name"),
+                      Index("ix_entities_name", "name"))
 
 
 class ArticleEntity(Base):
@@ -135,6 +161,23 @@ class ArticleEntity(Base):
 
     # "Articles mentioning X": entity first, then join articles on published_on for the time window.
     __table_args__ = (Index("ix_article_entities_entity_id", "entity_id", "article_id"),)
+
+
+class ArticleChange(Base):
+    """The change feed (SPEC section 6, `/v1/changes`): one row per change to an article, written in the
+    transaction that makes the change. Served in (xid, position) order, and only below the oldest transaction
+    still running, so no change can ever commit behind a position already served (shared/changes.py)."""
+
+    __tablename__ = "article_changes"
+
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    xid: Mapped[int] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"),
+                                     doc="The writing transaction's id")
+    article_id: Mapped[int] = mapped_column(BigInteger, doc="No foreign key: a change outlives a merged article")
+    change: Mapped[str] = mapped_column(String(16), doc="created, clustered, updated or enriched")
+    at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index("ix_article_changes_xid_position", "xid", "position"),)
 
 
 class LshBucket(Base):

@@ -15,6 +15,7 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from shared.changes import Change, record_changes
 from shared.text import content_hash
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def rekey_articles(session: Session, *, page_size: int = 500) -> tuple[int, int]
             session.execute(DELETE_ARTICLE, {"gone": gone.id})
             if keep.id == row.id:
                 session.execute(SET_KEY, {"key": key, "id": keep.id})
+            record_changes(session, [keep.id], Change.UPDATED)  # it carries the other's drops now
             merged += 1
             log.info("articles merged: one text under the current exact key", extra={"kept": keep.id,
                                                                                     "merged": gone.id})

@@ -126,7 +126,8 @@ def wait_for_drops(sessions: sessionmaker[Session], count: int, timeout_s: float
 def truncate_all(sessions: sessionmaker[Session]) -> None:
     """Empty every table but the heartbeats of the service processes, which stay up between tests."""
     with sessions() as session, session.begin():
-        session.execute(text("TRUNCATE drops, articles, lsh_buckets, blobs, entities, api_keys, operator_actions "
+        session.execute(text("TRUNCATE drops, articles, lsh_buckets, blobs, entities, api_keys, operator_actions, "
+                             "article_changes "
                              "RESTART IDENTITY CASCADE"))
 
 

@@ -11,7 +11,8 @@ from shared.keys import Caller, Role, caller_of
 from shared.runtime import Runtime
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
+    """Async: no I/O, so no hop through the thread pool (a sync dependency costs one per request)."""
     return request.app.state.runtime
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from services.api import ops
-from services.api.access import operator, runtime_of
+from services.api import articles, feed, ops, stats
+from services.api.access import caller, operator, runtime_of
 from services.api.metrics import ledger_metrics
 from services.api.replay import ReplayRequest, ReplayResult, replay_drops
 from shared.health import readiness
@@ -29,6 +29,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(probes)
     app.include_router(v1)
+    for reads in (articles.router, feed.router, stats.router):  # the consumers' read routes, for any key
+        app.include_router(reads, prefix="/v1", dependencies=[Depends(caller)])
     app.include_router(ops.router)
     return app
 
@@ -66,7 +68,4 @@ def replay(request: ReplayRequest, runtime: Annotated[Runtime, Depends(runtime_o
            who: Annotated[Caller, Depends(operator)]) -> ReplayResult:
     """Run rejected or failed drops through the pipeline again (by ids, state or reason), recorded with the
     key's name."""
-    problem = request.problem()
-    if problem:
-        raise HTTPException(422, problem)
     return replay_drops(runtime, who, request)

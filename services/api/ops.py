@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 
 from services.api.access import key_owner, runtime_of
 from services.api.charts import sparkline
@@ -97,9 +98,10 @@ def replay(request: Request, runtime: Annotated[Runtime, Depends(runtime_of)],
         return sign_in_page(request)
     if not same_origin(request) or not who.may(Role.OPERATOR):
         return templates.TemplateResponse(request, "refused.html", {"who": who}, status_code=403)
-    wanted = ReplayRequest(ids=[drop_id] if drop_id else [], status=status, reason=reason)
-    if wanted.problem():
-        return templates.TemplateResponse(request, "refused.html", {"who": who, "problem": wanted.problem()},
+    try:
+        wanted = ReplayRequest(ids=[drop_id] if drop_id else [], status=status, reason=reason)
+    except ValidationError as e:
+        return templates.TemplateResponse(request, "refused.html", {"who": who, "problem": e.errors()[0]["msg"]},
                                           status_code=422)
     result = replay_drops(runtime, who, wanted)
     return RedirectResponse(f"/ops?replayed={len(result.replayed)}&not_replayed={len(result.not_replayed)}",

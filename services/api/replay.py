@@ -3,7 +3,7 @@ recorded with the key's name. One function for `POST /v1/replay` and the /ops pa
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from shared.db import transaction
 from shared.keys import Caller
@@ -18,13 +18,14 @@ class ReplayRequest(BaseModel):
     status: DropStatus | None = Field(default=None, description="Every drop in this state (rejected or failed).")
     reason: str | None = Field(default=None, description="Every rejected or failed drop with this reason code.")
 
-    def problem(self) -> str | None:
-        """Why this request cannot be served, if it cannot."""
+    @model_validator(mode="after")
+    def names_replayable_drops(self) -> ReplayRequest:
+        """A request names drops, and only states that can be replayed (a 422 like any invalid body)."""
         if not (self.ids or self.status or self.reason):
-            return "say which drops: ids, status or reason"
+            raise ValueError("say which drops: ids, status or reason")
         if self.status is not None and self.status not in REPLAYABLE:
-            return "only rejected or failed drops can be replayed"
-        return None
+            raise ValueError("only rejected or failed drops can be replayed")
+        return self
 
 
 class ReplayResult(BaseModel):
@@ -33,7 +34,7 @@ class ReplayResult(BaseModel):
 
 
 def replay_drops(runtime: Runtime, who: Caller, request: ReplayRequest) -> ReplayResult:
-    """Requeue the drops the request names (a valid one: see `problem`), record the action, then send them."""
+    """Requeue the drops the request names, record the action, then send them."""
     pipeline = runtime.settings.pipeline
     with transaction(runtime.sessions) as session:
         drops = select_replayable(session, statuses=[request.status] if request.status else REPLAYABLE,

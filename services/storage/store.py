@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from shared.changes import Change, record_changes
 from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
 from shared.records import DropOutcome, DropReason, DropStatus, EnrichInput, ParsedArticle
+from shared.search import CONFIG_OF_LANGUAGE_SQL, DEFAULT_CONFIG, search_vector_sql
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
 
@@ -38,11 +40,15 @@ log = logging.getLogger(__name__)
 LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) AND status = 'queued' "
                "ORDER BY id FOR UPDATE")
 # Each article is its own cluster from the start (cluster_id = its id), so the index only merges.
-INSERT_ARTICLES = """
+# The search vector is made here, in storage's transaction (`english` until enrichment knows the language), and
+# the feed's `created` changes are written by the same statement.
+INSERT_ARTICLES = f"""
+WITH inserted AS (
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
-                      paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version)
+                      paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
+                      search_vector)
 SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
-       %(version)s
+       %(version)s, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
@@ -50,15 +56,19 @@ FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
                   %(primaries)b::varchar[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps)
       ORDER BY u.h) n
 ON CONFLICT (content_hash) DO NOTHING
-RETURNING content_hash, id
+RETURNING content_hash, id),
+changes AS (INSERT INTO article_changes (article_id, change) SELECT id, '{Change.CREATED.value}' FROM inserted)
+SELECT content_hash, id FROM inserted
 """
 EXISTING_ARTICLES = "SELECT content_hash, id FROM articles WHERE content_hash = ANY(%(hashes)b::varchar[])"
 PRIMARIES = ("SELECT id, primary_sha256, published_on FROM articles WHERE id = ANY(%(ids)b::bigint[]) "
              "ORDER BY id FOR UPDATE")
-ADOPT_PRIMARY = """
+ADOPT_PRIMARY = f"""
 UPDATE articles SET title = %(title)s, published_on = %(published_on)s, source = %(source)s,
        source_raw = %(source_raw)s, dateline = %(dateline)s, paragraphs = %(paragraphs)s::jsonb, body = %(body)s,
-       warnings = %(warnings)s::jsonb, encoding = %(encoding)s, primary_sha256 = %(primary_sha256)s
+       warnings = %(warnings)s::jsonb, encoding = %(encoding)s, primary_sha256 = %(primary_sha256)s,
+       search_vector = {search_vector_sql(CONFIG_OF_LANGUAGE_SQL.format(language="language"), "%(title)s",
+                                          "%(body)s")}
 WHERE id = %(id)s
 """
 FINISH_DROPS = """
@@ -131,15 +141,17 @@ def adopt_primaries(session: Session, rows: dict[str, ArticleRow], ids: dict[str
     if not rows:
         return
     by_id = {ids[h]: row for h, row in rows.items()}
-    redated = []
+    redated, adopted = [], []
     for article_id, primary, published_on in execute_batch(session, PRIMARIES, {"ids": sorted(by_id)}):
         row = by_id[article_id]
         if primary is not None and row.primary_sha256 >= primary:
             continue
         execute_batch(session, ADOPT_PRIMARY, row.fields() | {"id": article_id})
+        adopted.append(article_id)
         if published_on != row.article.published_on:
             redated.append(article_id)
         log.info("article takes the metadata of an earlier-sorting copy", extra={"article_id": article_id})
+    record_changes(session, adopted, Change.UPDATED)
     recluster(session, redated)  # the date picks the canonical
 
 

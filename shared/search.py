@@ -1,0 +1,35 @@
+"""Full-text search of articles: which text search configuration an article's language gets, and the SQL that
+builds its `search_vector` (title weighted A, body B) in storage's and the enrichment's batch statements."""
+
+from __future__ import annotations
+
+# ISO 639-1 (what enrichment detects) to the PostgreSQL configuration that stems that language. Only
+# configurations every supported PostgreSQL (13+) ships in pg_catalog; any other language is `simple`
+# (lowercased words, no stemming, no stop words), as is an article whose language is not known.
+TS_CONFIGS = {
+    "ar": "arabic", "da": "danish", "de": "german", "el": "greek", "en": "english", "es": "spanish",
+    "fi": "finnish", "fr": "french", "hu": "hungarian", "id": "indonesian", "it": "italian", "lt": "lithuanian",
+    "nb": "norwegian", "nl": "dutch", "no": "norwegian", "pt": "portuguese", "ro": "romanian", "ru": "russian",
+    "sv": "swedish", "ta": "tamil", "tr": "turkish",
+}  # fmt: skip
+# Until enrichment has detected the language: the corpus is mostly English.
+DEFAULT_CONFIG = "english"
+FALLBACK_CONFIG = "simple"
+
+
+def ts_config(language: str | None) -> str:
+    """The configuration an article in this language is indexed with."""
+    if language is None:
+        return DEFAULT_CONFIG
+    return TS_CONFIGS.get(language, FALLBACK_CONFIG)
+
+
+def search_vector_sql(config: str, title: str, body: str) -> str:
+    """SQL for an article's search vector, from SQL expressions for its configuration, title and body."""
+    return f"setweight(to_tsvector({config}, {title}), 'A') || setweight(to_tsvector({config}, {body}), 'B')"
+
+
+_CASES = " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in sorted(TS_CONFIGS.items()))
+# The same mapping in SQL, for `.format(language=<expression>)` (the migration's backfill).
+CONFIG_OF_LANGUAGE_SQL = (f"CASE WHEN {{language}} IS NULL THEN '{DEFAULT_CONFIG}' ELSE "
+                          f"CASE {{language}} {_CASES} ELSE '{FALLBACK_CONFIG}' END END::regconfig")

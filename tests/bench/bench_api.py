@@ -1,0 +1,274 @@
+"""The consumers' API under load (SPEC section 9): p50/p95 per route with 20 concurrent clients over 100,000
+stored articles, and the change feed's changes/s to one consumer.
+
+Run: python tests/bench/bench_api.py [--articles 100000] [--clients 20] [--requests 400]
+
+The articles are variants of the wikinews corpus (tests/data/wikinews): titles and bodies made of its sentences,
+dates over two years (many articles a day), sources, languages, countries, keywords, entities and clusters in
+realistic shares, loaded with COPY and then inserted with the search vector storage computes. Every article
+has a `created` and an `enriched` change in the feed. The api is the real `newsflow api` process; the clients
+are asyncio tasks in this process, each sending its next request as soon as the last one answered (a closed
+loop, no think time): latency is measured from send to the last byte. Targets: p95 under 50 ms for list,
+filter and search; at least 5,000 changes/s to one consumer following the feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import common
+import httpx
+import psycopg
+from common import database, service, workspace
+from sqlalchemy.orm import Session
+
+from shared.db import create_db_engine, create_session_factory, transaction
+from shared.keys import Role, create_key
+from shared.listing import ArticleQuery, Sort, entity_ids, page_statement
+from shared.migrate import upgrade_to_head
+from shared.search import search_vector_sql
+
+ROOT = Path(__file__).resolve().parents[2]
+WIKINEWS = ROOT / "tests" / "data" / "wikinews"
+SOURCES = [f"Source {i}" for i in range(40)]
+COUNTRIES = ["US", "GB", "FR", "DE", "JP", "CN", "IN", "BR", "RU", "AU", "CA", "IT", "ES", "MX", "ZA"]
+FIRST_DAY, DAYS = date(2023, 1, 1), 730
+ENTITY_TYPES = ("person", "organization", "place")
+
+STAGE = ("CREATE UNLOGGED TABLE stage (n int, title text, body text, published_on date, source text, "
+         "language text, countries text[], keywords text[])")
+INSERT = f"""
+INSERT INTO articles (id, content_hash, title, published_on, source, paragraphs, body, encoding, pipeline_version,
+                      cluster_id, is_canonical, language, countries, keywords, enrichment_status, enrichment_version,
+                      search_vector)
+SELECT n, md5(n::text) || md5(body), title, published_on, source, jsonb_build_array(body), body, 'utf-8', 'bench',
+       CASE WHEN (n - 1) % 40 < 4 THEN n - (n - 1) % 40 ELSE n END, (n - 1) % 40 = 0 OR (n - 1) % 40 >= 4,
+       language, countries, keywords, 'enriched', 'bench',
+       {search_vector_sql("'english'::regconfig", "title", "body")}
+FROM stage
+"""
+
+
+def sentences() -> list[str]:
+    found = []
+    for path in sorted(WIKINEWS.glob("*.txt")):
+        lines = path.read_text(errors="replace").splitlines()[1:]
+        for line in lines:
+            found += [s.strip() + "." for s in line.split(". ") if len(s.split()) > 5]
+    return found
+
+
+def load(url: str, count: int, rng: random.Random) -> None:
+    """COPY the articles into a staging table, insert them with their search vectors, then their entities and
+    their changes (created, enriched), and analyze."""
+    pool = sentences()
+    words = sorted({w.lower().strip(".,\"'()") for s in pool[:3000] for w in s.split() if len(w) > 5})[:400]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(STAGE)
+        with conn.cursor().copy("COPY stage FROM STDIN") as copy:
+            for n in range(1, count + 1):
+                day = None if rng.random() < 0.02 else FIRST_DAY + timedelta(days=rng.randrange(DAYS))
+                copy.write_row((n, " ".join(rng.choice(pool).split()[:10]), " ".join(rng.sample(pool, 6)), day,
+                                rng.choice(SOURCES), rng.choices(("en", "fr", "de"), (90, 6, 4))[0],
+                                rng.sample(COUNTRIES, rng.choice((0, 1, 1, 2))), rng.sample(words, 3)))
+        conn.execute(INSERT)
+        conn.execute("SELECT setval(pg_get_serial_sequence('articles', 'id'), max(id)) FROM articles")
+        names = [(rng.choice(ENTITY_TYPES), f"Entity {i}") for i in range(2000)]
+        conn.execute("INSERT INTO entities (type, name) SELECT * FROM unnest(%s::text[], %s::text[])",
+                     ([t for t, _ in names], [n for _, n in names]))
+        buffer = io.StringIO()
+        for n in range(1, count + 1):
+            for entity in {int(rng.paretovariate(1.2)) % 2000 + 1 for _ in range(3)}:
+                buffer.write(f"{n}\t{entity}\t{rng.randint(1, 5)}\n")
+        with conn.cursor().copy("COPY article_entities (article_id, entity_id, count) FROM STDIN") as copy:
+            copy.write(buffer.getvalue())
+        conn.execute("INSERT INTO article_changes (article_id, change) SELECT id, c FROM articles, "
+                     "unnest(ARRAY['created', 'enriched']) AS c ORDER BY id, c")
+        conn.execute("DROP TABLE stage")
+        conn.execute("VACUUM ANALYZE")
+
+
+def routes(rng: random.Random, count: int, words: list[str]) -> dict[str, object]:
+    """Per route, a function giving the next request's path and parameters."""
+    day = lambda: FIRST_DAY + timedelta(days=rng.randrange(DAYS))  # noqa: E731
+    return {
+        "list": lambda: ("/v1/articles", {}),
+        "list, limit 100": lambda: ("/v1/articles", {"limit": 100}),
+        "filter source": lambda: ("/v1/articles", {"source": rng.choice(SOURCES)}),
+        "filter country": lambda: ("/v1/articles", {"country": rng.choice(COUNTRIES)}),
+        "filter language=de": lambda: ("/v1/articles", {"language": "de"}),
+        "filter keyword": lambda: ("/v1/articles", {"keyword": rng.choice(words)}),
+        "filter entity": lambda: ("/v1/articles", {"entity": f"Entity {rng.randrange(50)}"}),
+        "filter from/to (a week)": lambda: ("/v1/articles", {"from": str(d := day()), "to": str(d + timedelta(7))}),
+        "filter canonical": lambda: ("/v1/articles", {"canonical": "true"}),
+        "filter source+country+from": lambda: ("/v1/articles", {
+            "source": rng.choice(SOURCES), "country": rng.choice(COUNTRIES), "from": str(day())}),
+        "search word": lambda: ("/v1/articles", {"q": rng.choice(words)}),
+        "search phrase": lambda: ("/v1/articles", {"q": f'"{rng.choice(["prime minister", "united states"])}"'}),
+        "search a or b -c": lambda: ("/v1/articles", {"q": " or ".join(rng.sample(words, 2)) + " -" +
+                                                      rng.choice(words)}),
+        "search relevance": lambda: ("/v1/articles", {"q": rng.choice(words), "sort": "relevance"}),
+        "search + filter": lambda: ("/v1/articles", {"q": rng.choice(words), "country": rng.choice(COUNTRIES)}),
+        "article": lambda: (f"/v1/articles/{rng.randint(1, count)}", {}),
+        "cluster": lambda: (f"/v1/clusters/{rng.randint(1, count)}", {}),
+        "stats timeline (30 days)": lambda: ("/v1/stats/timeline", {"to": str(day())}),
+        "entities (30 days)": lambda: ("/v1/entities", {"from": str(d := day()), "to": str(d + timedelta(30))}),
+    }
+
+
+async def measure(base: str, key: str, make, clients: int, requests: int) -> list[float]:
+    """Latencies (ms) of `requests` requests sent by `clients` concurrent clients."""
+    left = requests
+    latencies: list[float] = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            path, params = make()
+            start = time.perf_counter()
+            answer = await http.get(path, params=params)
+            latencies.append((time.perf_counter() - start) * 1000)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{path} {params}: {answer.status_code} {answer.text[:200]}")
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits,
+                                 timeout=60) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    return latencies
+
+
+def follow_feed(base: str, key: str, limit: int) -> tuple[int, float]:
+    """One consumer following the feed from the start to its end: (changes, seconds)."""
+    served, cursor = 0, None
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        start = time.perf_counter()
+        while True:
+            page = http.get("/v1/changes", params={"limit": limit, **({"after": cursor} if cursor else {})}).json()
+            if not page["items"]:
+                return served, time.perf_counter() - start
+            served += len(page["items"])
+            cursor = page["next_cursor"]
+
+
+EXPLAINED = {
+    "list": ArticleQuery(), "filter source": ArticleQuery(source=SOURCES[3]),
+    "filter country": ArticleQuery(country="JP"), "filter language=de": ArticleQuery(language="de"),
+    "filter entity": ArticleQuery(entity="Entity 7"), "filter canonical": ArticleQuery(canonical=True),
+    "filter from/to (a week)": ArticleQuery(date_from=date(2024, 2, 1), date_to=date(2024, 2, 7)),
+    "filter cluster": ArticleQuery(cluster=41), "search word": ArticleQuery(q="government"),
+    "search phrase": ArticleQuery(q='"prime minister"'),
+    "search relevance": ArticleQuery(q="government", sort=Sort.RELEVANCE),
+    "filter source+country+from": ArticleQuery(source=SOURCES[3], country="JP", date_from=date(2024, 1, 1)),
+}
+
+
+def explain(url: str, keyword: str) -> None:
+    """Each listing's first page as PostgreSQL runs it: the indexes its plan reads, and its execution time."""
+    queries = {**EXPLAINED, "filter keyword": ArticleQuery(keyword=keyword)}
+    engine = create_db_engine(url)
+    print(f"{'first page, as planned':32} {'ms':>8}  indexes read")
+    with engine.connect() as conn, Session(conn) as session:
+        for name, query in queries.items():
+            statement = page_statement(query, None, 20, entity_ids(session, query))
+            compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+            [[plan]] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
+                                            compiled.params).one()
+            indexes = sorted(set(re.findall(r'"Index Name": "([^"]+)"', json.dumps(plan))))
+            print(f"{name:32} {plan['Execution Time']:8.2f}  {', '.join(indexes) or 'none (sequential scan)'}")
+    engine.dispose()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(args: argparse.Namespace, logs: Path) -> None:
+    rng = random.Random(args.seed)
+    with database(f"newsflow_bench_api_{os.getpid()}") as url:
+        upgrade_to_head(url)
+        started = time.perf_counter()
+        load(url, args.articles, rng)
+        print(f"corpus: {args.articles:,} articles (wikinews sentences; 2 % undated, {DAYS} days, 1 in 10 in a "
+              f"story of 4), loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        engine = create_db_engine(url)
+        with transaction(create_session_factory(engine)) as session:
+            key = create_key(session, "bench", Role.READER)
+        engine.dispose()
+        with psycopg.connect(url) as conn:
+            words = [r[0] for r in conn.execute(
+                "SELECT unnest(keywords) AS k FROM articles TABLESAMPLE SYSTEM (1) GROUP BY 1 LIMIT 200")]
+        port = free_port()
+        env = {**os.environ, "NEWSFLOW_DATABASE_URL": url, "NEWSFLOW_BROKER_URL": args.broker,
+               "PYTHONPATH": str(ROOT), "NEWSFLOW_LOG_LEVEL": "WARNING"}
+        argv = [sys.executable, "-m", "services.api", "--port", str(port)]
+        with service(argv, env, logs / "api.log"):
+            base = f"http://127.0.0.1:{port}"
+            wait_for(base)
+            explain(url, words[0])
+            report(base, key, routes(rng, args.articles, words), args)
+            changes, seconds = follow_feed(base, key, args.feed_limit)
+            print(f"change feed, one consumer, limit={args.feed_limit}: {changes:,} changes in {seconds:.1f} s = "
+                  f"{changes / seconds:,.0f} changes/s (target 5,000)")
+
+
+def report(base: str, key: str, table: dict, args: argparse.Namespace) -> None:
+    print(f"{args.clients} concurrent clients, {args.requests} requests per route; latency in ms")
+    print(f"{'route':32} {'p50':>8} {'p95':>8} {'req/s':>8}")
+    for name, make in table.items():
+        asyncio.run(measure(base, key, make, args.clients, args.clients))  # warm up
+        started = time.perf_counter()
+        latencies = asyncio.run(measure(base, key, make, args.clients, args.requests))
+        rate = len(latencies) / (time.perf_counter() - started)
+        print(f"{name:32} {statistics.median(latencies):8.1f} {percentile(latencies, 0.95):8.1f} {rate:8.0f}",
+              flush=True)
+
+
+def wait_for(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError("the api did not answer")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=400, help="requests per route (default 400)")
+    parser.add_argument("--feed-limit", type=int, default=1000, help="changes per feed page (default 1000)")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--logs", type=Path, help="keep the api log in this folder")
+    parser.add_argument("--broker", default=common.BROKER_URL, help="a Redis URL for the api's readiness only")
+    args = parser.parse_args(argv)
+    common.exit_on_sigterm()
+    with workspace(args.logs, "newsflow-bench-api-") as logs:
+        run(args, logs)
+
+
+if __name__ == "__main__":
+    main()
