@@ -31,9 +31,11 @@ from shared.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def dispatch_enrichment(app: Celery, items: Sequence[EnrichInput], *, batch_size: int) -> None:
-    for batch in chunked(list(items), batch_size):
-        app.send_task(TaskName.ENRICH, kwargs={"items": [i.model_dump(mode="json") for i in batch]})
+def dispatch_enrichment(app: Celery, article_ids: Sequence[int], *, batch_size: int) -> None:
+    """Send articles to the enrichers, `batch_size` per message. A message carries ids: the enricher reads the
+    texts as it picks them up, so neither storage nor Redis moves article bodies."""
+    for batch in chunked(list(article_ids), batch_size):
+        app.send_task(TaskName.ENRICH, kwargs={"article_ids": batch})
 
 
 # Articles sent and not yet picked up: what waits in the enrichment queue (a partial index holds just those).
@@ -49,14 +51,14 @@ def queue_room(session: Session, limit: int) -> int:
     return max(0, limit - session.execute(IN_QUEUE).scalar_one())
 
 
-def send_enrichment(runtime: Runtime, items: Sequence[EnrichInput]) -> int:
+def send_enrichment(runtime: Runtime, article_ids: Sequence[int]) -> int:
     """Send new articles to the enrichers as far as the queue has room (recorded as sent first; the rest the
     reconciler sends as room frees up). Returns how many were sent."""
     pipeline = runtime.settings.pipeline
     with transaction(runtime.sessions) as session:
         room = queue_room(session, pipeline.max_unfinished)
-        sent = set(session.execute(MARK_SENT, {"ids": [i.article_id for i in items[:room]]}).scalars())
-    dispatch_enrichment(runtime.celery, [i for i in items if i.article_id in sent], batch_size=pipeline.batch_size)
+        sent = set(session.execute(MARK_SENT, {"ids": list(article_ids[:room])}).scalars())
+    dispatch_enrichment(runtime.celery, [i for i in article_ids if i in sent], batch_size=pipeline.batch_size)
     return len(sent)
 
 
@@ -73,7 +75,7 @@ PICK_UP = text("""
     UPDATE articles SET enrich_picked_at = now(), enrich_deliveries = enrich_deliveries + 1,
            enrich_lease_expires_at = now() + CAST(:lease AS interval)
     WHERE id = ANY(CAST(:ids AS bigint[])) AND enrichment_status = 'pending'
-    RETURNING id""")
+    RETURNING id, title, body, dateline""")
 FAIL = text("""
     UPDATE articles SET enrichment_status = 'failed', enrichment_error = u.error, enrich_picked_at = NULL,
            enrich_lease_expires_at = NULL
@@ -81,9 +83,12 @@ FAIL = text("""
     WHERE articles.id = u.id AND articles.enrichment_status = 'pending'""")
 
 
-def pick_up_enrichment(session: Session, article_ids: Sequence[int], *, lease_s: float) -> set[int]:
-    """The enricher takes these articles: counted, the lease starts. Returns those still pending."""
-    return set(session.execute(PICK_UP, {"lease": seconds(lease_s), "ids": sorted(article_ids)}).scalars())
+def pick_up_enrichment(session: Session, article_ids: Sequence[int], *, lease_s: float) -> list[EnrichInput]:
+    """The enricher takes these articles: counted, the lease starts. Returns the texts of those still pending,
+    by id."""
+    rows = session.execute(PICK_UP, {"lease": seconds(lease_s), "ids": sorted(article_ids)}).all()
+    return [EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline)
+            for r in sorted(rows, key=lambda r: r.id)]
 
 
 def fail_enrichment(session: Session, errors: Mapping[int, str]) -> None:
@@ -95,8 +100,8 @@ def fail_enrichment(session: Session, errors: Mapping[int, str]) -> None:
 
 
 def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, version: str | None = None,
-                     limit: int = 500, all_pending: bool = False) -> list[tuple[EnrichInput, int]]:
-    """Claim articles to send (again), as (item, retries): pending ones whose lease ran out after a pickup (a
+                     limit: int = 500, all_pending: bool = False) -> list[tuple[int, int]]:
+    """Claim articles to send (again), as (article id, retries): pending ones whose lease ran out after a pickup (a
     retry; failed at MAX_RETRIES), pending ones sent and never picked up whose message was lost (sent over a
     lease ago while the queue is empty), every pending one (after the broker lost every message), and with a
     version, those enriched by another (a backfill). SKIP LOCKED makes concurrent claimers safe."""
@@ -113,27 +118,24 @@ def claim_enrichment(session: Session, *, lease_s: float, queue_idle: bool, vers
         .values(enrich_retries=Article.enrich_retries + case((and_(pending, expired), 1), else_=0),
                 enrichment_status=EnrichmentStatus.PENDING, enrich_sent_at=func.now(), enrich_picked_at=None,
                 enrich_lease_expires_at=None)
-        .returning(Article.id, Article.title, Article.body, Article.dateline, Article.enrich_retries)
+        .returning(Article.id, Article.enrich_retries)
     ).all()
     exhausted = {r.id: f"the enricher took it and did not finish, {MAX_RETRIES} times; replay it after a fix"
                  for r in rows if r.enrich_retries >= MAX_RETRIES}
     fail_enrichment(session, exhausted)
-    return [(EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline), r.enrich_retries)
-            for r in sorted(rows, key=lambda r: r.id) if r.id not in exhausted]
+    return [(r.id, r.enrich_retries) for r in sorted(rows, key=lambda r: r.id) if r.id not in exhausted]
 
 
 UNSENT = text("""
     UPDATE articles SET enrich_sent_at = now()
     WHERE id IN (SELECT id FROM articles WHERE enrichment_status = 'pending' AND enrich_sent_at IS NULL
                  ORDER BY id LIMIT :room FOR UPDATE SKIP LOCKED)
-    RETURNING id, title, body, dateline""")
+    RETURNING id""")
 
 
-def claim_unsent(session: Session, room: int) -> list[EnrichInput]:
+def claim_unsent(session: Session, room: int) -> list[int]:
     """Articles waiting in the ledger for room in the enrichment queue (oldest first), up to `room`."""
-    rows = session.execute(UNSENT, {"room": room}).all() if room else []
-    return [EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline)
-            for r in sorted(rows, key=lambda r: r.id)]
+    return sorted(session.execute(UNSENT, {"room": room}).scalars()) if room else []
 
 
 def reconcile_enrichment(runtime: Runtime, *, version: str | None = None, limit: int = 500,
@@ -160,14 +162,12 @@ REQUEUE = text("""
     UPDATE articles SET enrichment_status = 'pending', enrichment_error = NULL, enrich_retries = 0,
            enrich_sent_at = now(), enrich_picked_at = NULL, enrich_lease_expires_at = NULL
     WHERE enrichment_status = 'failed' AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(CAST(:ids AS bigint[])))
-    RETURNING id, title, body, dateline""")
+    RETURNING id""")
 
 
-def requeue_failed_enrichment(session: Session, article_ids: Sequence[int] = ()) -> list[EnrichInput]:
+def requeue_failed_enrichment(session: Session, article_ids: Sequence[int] = ()) -> list[int]:
     """Failed enrichments (all, or these articles) back to pending, as sent: the caller sends them."""
-    rows = session.execute(REQUEUE, {"ids": sorted(article_ids) or None}).all()
-    return [EnrichInput(article_id=r.id, title=r.title, body=r.body, dateline=r.dateline)
-            for r in sorted(rows, key=lambda r: r.id)]
+    return sorted(session.execute(REQUEUE, {"ids": sorted(article_ids) or None}).scalars())
 
 
 def failed_enrichments(session: Session, article_ids: Sequence[int]) -> list[tuple[int, str]]:

@@ -85,14 +85,13 @@ def replay_enrichment(article_ids: tuple[int, ...], wait: bool, workers: int | N
     with command(log_level="WARNING") as cmd:
         runtime = cmd.runtime
         with transaction(runtime.sessions) as session:
-            items = requeue_failed_enrichment(session, article_ids)
+            ids = requeue_failed_enrichment(session, article_ids)
         workers = cmd.local_processes(workers, cmd.settings.enricher.concurrency)
-        with local_services(cmd, workers if items else 0) as supervisor:
-            dispatch_enrichment(runtime.celery, items, batch_size=cmd.settings.pipeline.batch_size)
-            click.echo(f"replayed the enrichment of {len(items)} articles")
-            if wait and items:
+        with local_services(cmd, workers if ids else 0) as supervisor:
+            dispatch_enrichment(runtime.celery, ids, batch_size=cmd.settings.pipeline.batch_size)
+            click.echo(f"replayed the enrichment of {len(ids)} articles")
+            if wait and ids:
                 waiter = Waiter(runtime, progress=sys.stderr.isatty(), dead_services=supervisor.dead)
-                ids = [i.article_id for i in items]
                 waiter.until("articles enriched", len(ids), lambda: pending(runtime, ids),
                              lambda: reconcile_enrichment(runtime))
                 with runtime.sessions() as session:

@@ -39,6 +39,12 @@ def enrich_each(enricher: Enricher, items: Sequence[EnrichInput]) -> tuple[list[
     return results, errors
 
 
+def message_ids(kwargs: Mapping[str, Any]) -> list[int]:
+    """The articles a message names: `article_ids`, or (a message sent before 2026-11-29, still queued
+    through an upgrade) `items` carrying each article with its text, of which only the id is read now."""
+    return list(kwargs.get("article_ids") or []) + [i["article_id"] for i in kwargs.get("items") or []]
+
+
 def register_tasks(app: Celery, runtime: Runtime) -> None:
     settings = runtime.settings.enricher
     lease_s = runtime.settings.pipeline.lease_s
@@ -57,15 +63,14 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
 
     def failed(kwargs: Mapping[str, Any], error: str) -> None:
         with transaction(runtime.sessions) as session:
-            fail_enrichment(session, {i["article_id"]: f"enricher: {error}" for i in kwargs["items"]})
+            fail_enrichment(session, {i: f"enricher: {error}" for i in message_ids(kwargs)})
 
-    @pipeline_task(app, TaskName.ENRICH, stage="enrich", items="items", on_failure=failed)
-    def enrich_articles(items: list[dict]) -> None:
-        decoded = [EnrichInput.model_validate(i) for i in items]
+    @pipeline_task(app, TaskName.ENRICH, stage="enrich", items="article_ids", on_failure=failed)
+    def enrich_articles(article_ids: list[int] | None = None, items: list[dict] | None = None) -> None:
         # The pickup is committed before the work: an article that kills the enricher is counted.
         with transaction(runtime.sessions) as session:
-            picked = pick_up_enrichment(session, [i.article_id for i in decoded], lease_s=lease_s)
-        todo = [i for i in decoded if i.article_id in picked]
+            todo = pick_up_enrichment(session, message_ids({"article_ids": article_ids, "items": items}),
+                                      lease_s=lease_s)
         if not todo:
             return
         results, errors = enrich_each(enricher(), todo)  # an article that raises fails alone

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from shared.changes import Change, record_changes
 from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
-from shared.records import DropOutcome, DropReason, DropStatus, EnrichInput, ParsedArticle
+from shared.records import DropOutcome, DropReason, DropStatus, ParsedArticle
 from shared.search import CONFIG_OF_LANGUAGE_SQL, DEFAULT_CONFIG, search_vector_sql
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
@@ -71,12 +71,14 @@ UPDATE articles SET title = %(title)s, published_on = %(published_on)s, source =
                                           "%(body)s")}
 WHERE id = %(id)s
 """
+# Returns, for newsflow_end_to_end_seconds, how long each drop stored took from its discovery.
 FINISH_DROPS = """
 UPDATE drops d SET status = u.status, reason = u.reason, detail = u.detail, article_id = u.article_id,
        parsed_by = u.parsed_by, finished_at = now()
 FROM unnest(%(ids)b::bigint[], %(statuses)b::varchar[], %(reasons)b::varchar[], %(details)b::text[],
             %(article_ids)b::bigint[], %(hosts)b::text[]) AS u(id, status, reason, detail, article_id, parsed_by)
 WHERE d.id = u.id
+RETURNING CASE WHEN u.status = 'stored' THEN extract(epoch FROM now() - d.discovered_at) END
 """
 
 
@@ -171,15 +173,18 @@ def drop_update(outcome: DropOutcome, ids: dict[str, int], stored_by: dict[str, 
                    "detail": f"same text as article {article_id}"}
 
 
-def finish_drops(session: Session, updates: list[dict]) -> None:
+def finish_drops(session: Session, updates: list[dict]) -> list[float]:
+    """Write the drops' terminal states; returns the seconds from discovery of those stored."""
+    lags: list[float] = []
     if updates:
-        execute_batch(session, FINISH_DROPS, {
+        lags = [float(lag) for lag in execute_batch(session, FINISH_DROPS, {
             "ids": [u["id"] for u in updates], "statuses": [u["status"].value for u in updates],
             "reasons": [u["reason"] for u in updates], "details": [u["detail"] for u in updates],
             "article_ids": [u["article_id"] for u in updates], "hosts": [u["parsed_by"] for u in updates],
-        })
+        }).scalars() if lag is not None]
     for row in updates:
         log.info("drop %s", row["status"].value, extra={"drop_id": row["id"], "article_id": row["article_id"]})
+    return lags
 
 
 def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str, DropOutcome]:
@@ -193,10 +198,19 @@ def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str
     return best
 
 
-def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float
-                   ) -> tuple[Counter[str], list[EnrichInput]]:
-    """Write one batch; returns how many drops reached each state, and the new articles to enrich (the
-    caller sends them after the commit, as far as the enrichment queue has room: shared.enrichment)."""
+@dataclass(frozen=True)
+class Stored:
+    """What one batch did: drops per terminal state, the new articles to enrich (the caller sends them after
+    the commit, as far as the enrichment queue has room: shared.enrichment), and the seconds from discovery
+    to stored of each drop stored."""
+
+    counts: Counter[str]
+    to_enrich: list[int]
+    lags_s: list[float]
+
+
+def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float) -> Stored:
+    """Write one batch of outcomes."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):
@@ -205,13 +219,11 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
     rows = {h: ArticleRow.of(o, shas[o.drop_id]) for h, o in best.items()}
     ids, new = insert_articles(session, rows)
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
-    finish_drops(session, updates)
+    lags = finish_drops(session, updates)
     fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
     existing = {h: r for h, r in rows.items() if h not in new}
     if fresh.ids or existing:
         lock_index(session)  # held to the commit: from here on, only what must be serialised
         adopt_primaries(session, existing, ids)
         index_articles(session, fresh, threshold)
-    to_enrich = [EnrichInput(article_id=ids[h], title=rows[h].article.title, body=rows[h].article.body,
-                             dateline=rows[h].article.dateline) for h in sorted(new)]
-    return Counter(row["status"].value for row in updates), to_enrich
+    return Stored(Counter(row["status"].value for row in updates), sorted(ids[h] for h in new), lags)

@@ -24,9 +24,7 @@ from shared.runtime import Runtime
 from shared.tasks import pipeline_task
 
 log = logging.getLogger(__name__)
-# Discovered -> stored, and -> enriched, of the batch just written (for newsflow_end_to_end_seconds).
-STORED_LAGS = text("SELECT extract(epoch FROM finished_at - discovered_at) FROM drops "
-                   "WHERE id = ANY(:ids) AND status = 'stored'")
+# Discovered -> enriched, of the batch just written (for newsflow_end_to_end_seconds).
 ENRICHED_LAGS = text("SELECT extract(epoch FROM a.enriched_at - d.discovered_at) FROM articles a "
                      "JOIN drops d ON d.article_id = a.id AND d.status = 'stored' WHERE a.id = ANY(:ids)")
 
@@ -50,18 +48,17 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         with transaction(runtime.sessions) as session:
             pick_up(session, [o.drop_id for o in decoded], Stage.STORE, lease_s=settings.pipeline.lease_s)
         with transaction(runtime.sessions) as session:
-            counts, to_enrich = store_outcomes(session, decoded, threshold=settings.dedup.threshold)
+            stored = store_outcomes(session, decoded, threshold=settings.dedup.threshold)
             locked_at = session.info.get(LOCKED_AT)
         committed = time.perf_counter()  # the index lock is released with the commit
         # After the commit: a lost message is found again by the enrichment reconciler.
-        send_enrichment(runtime, to_enrich)
-        for state, count in counts.items():
+        send_enrichment(runtime, stored.to_enrich)
+        for state, count in stored.counts.items():
             PROCESSED.labels("store", state).inc(count)
-        with runtime.sessions() as session:
-            for lag in session.execute(STORED_LAGS, {"ids": [o.drop_id for o in decoded]}).scalars():
-                END_TO_END.labels("stored").observe(float(lag))
+        for lag in stored.lags_s:
+            END_TO_END.labels("stored").observe(lag)
         log.info("batch stored", extra={
-            "drops": len(decoded), "counts": dict(counts), "batch_ms": round((committed - started) * 1000, 3),
+            "drops": len(decoded), "counts": dict(stored.counts), "batch_ms": round((committed - started) * 1000, 3),
             "lock_held_ms": round((committed - locked_at) * 1000, 3) if locked_at else 0.0})
 
     @pipeline_task(app, TaskName.STORE_ENRICHMENTS, stage="store_enrichment", items="enrichments",

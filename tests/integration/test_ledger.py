@@ -146,13 +146,13 @@ def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(server
     with sessions() as session:
         outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
     with transaction(sessions) as session:
-        _, to_enrich = store_outcomes(session, outcomes, threshold=0.8)
+        to_enrich = store_outcomes(session, outcomes, threshold=0.8).to_enrich
     assert len(to_enrich) == 30
 
     assert send_enrichment(runtime, to_enrich) == 10  # the queue takes ten; twenty wait, unsent
     assert reconcile_enrichment(runtime) == 0  # still full: nothing more sent, nothing counted lost
     with transaction(sessions) as session:  # an enricher takes the ten
-        pick_up_enrichment(session, [i.article_id for i in to_enrich[:10]], lease_s=60)
+        pick_up_enrichment(session, to_enrich[:10], lease_s=60)
     assert reconcile_enrichment(runtime) == 10  # room again: the next ten oldest
     with sessions() as session:
         sent = session.execute(text("SELECT count(*) FROM articles WHERE enrich_sent_at IS NOT NULL")).scalar_one()
