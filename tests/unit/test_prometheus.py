@@ -6,13 +6,13 @@ alone: `.ci/run` extracts it when it is missing); without it these tests skip, o
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support import promtool as find_promtool
 
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -26,13 +26,7 @@ SPEC_ALERTS = {"NewsflowBacklogGrowing", "NewsflowOldestItemTooOld", "NewsflowFa
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = os.environ.get("NEWSFLOW_PROMTOOL") or shutil.which("promtool")
-    if found is None:
-        message = "promtool not found (Debian's prometheus package; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return find_promtool()
 
 
 def run(promtool: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
