@@ -3,8 +3,11 @@ recorded with the key's name. One function for `POST /v1/replay` and the /ops pa
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field, model_validator
 
+from services.api.deps import MAX_ID, TEXT
 from shared.db import transaction
 from shared.keys import Caller
 from shared.ledger import REPLAYABLE, dispatch, requeue_for_replay, select_replayable
@@ -12,11 +15,14 @@ from shared.models import OperatorAction
 from shared.records import DropStatus
 from shared.runtime import Runtime
 
+DropId = Annotated[int, Field(ge=1, le=MAX_ID)]  # a bigint: a larger id cannot exist
+
 
 class ReplayRequest(BaseModel):
-    ids: list[int] = Field(default=[], description="These drops (rejected or failed).")
+    ids: list[DropId] = Field(default=[], description="These drops (rejected or failed).")
     status: DropStatus | None = Field(default=None, description="Every drop in this state (rejected or failed).")
-    reason: str | None = Field(default=None, description="Every rejected or failed drop with this reason code.")
+    reason: str | None = Field(default=None, pattern=TEXT, max_length=32,
+                               description="Every rejected or failed drop with this reason code.")
 
     @model_validator(mode="after")
     def names_replayable_drops(self) -> ReplayRequest:
