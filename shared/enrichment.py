@@ -1,14 +1,14 @@
 """The enrichment ledger: which stored articles still need enriching, sending them, and their failures.
 
 Articles are enriched after they are stored (a duplicate never costs NER), with the drops' bookkeeping
-(shared/ledger.py): storage sends each new article and records it as sent, as far as the enrichment queue
-has room (at most `max_unfinished` articles wait in it, so Redis stays bounded while enrichment lags: the
-others wait in the ledger and the reconciler sends them as room frees up); the enricher counts its
-pickup (`enrich_deliveries`) in its own transaction, which starts the lease. The reconciler re-sends an
-article whose lease ran out after a pickup (`enrich_retries`, alone, failed at MAX_RETRIES) and one never
-picked up while the enrichment queue is empty (a lost message). An article whose enrichment raises ends
-`enrichment_status = failed` with `enrichment_error` kept; it stays stored and served, and
-`newsflow replay --enrichment` sends it again.
+(shared/ledger.py): storage records each new article as sent in its insert and sends it after the commit, as
+far as the enrichment queue has room (at most `max_unfinished` articles wait in it, so Redis stays bounded
+while enrichment lags: the others wait in the ledger and the reconciler sends them as room frees up); the
+enricher counts its pickup (`enrich_deliveries`) in its own transaction, which starts the lease. The
+reconciler re-sends an article whose lease ran out after a pickup (`enrich_retries`, alone, failed at
+MAX_RETRIES) and one never picked up while the enrichment queue is empty (a lost message). An article whose
+enrichment raises ends `enrichment_status = failed` with `enrichment_error` kept; it stays stored and served,
+and `newsflow replay --enrichment` sends it again.
 """
 
 from __future__ import annotations
@@ -41,25 +41,10 @@ def dispatch_enrichment(app: Celery, article_ids: Sequence[int], *, batch_size: 
 # Articles sent and not yet picked up: what waits in the enrichment queue (a partial index holds just those).
 IN_QUEUE = text("SELECT count(*) FROM articles WHERE enrichment_status = 'pending' AND enrich_picked_at IS NULL "
                 "AND enrich_sent_at IS NOT NULL")
-MARK_SENT = text("UPDATE articles SET enrich_sent_at = now() WHERE id = ANY(CAST(:ids AS bigint[])) "
-                 "AND enrichment_status = 'pending' AND enrich_sent_at IS NULL RETURNING id")
-
-
 def queue_room(session: Session, limit: int) -> int:
     """How many more articles the enrichment queue takes: at most `limit` wait in it (max_unfinished), so
     Redis stays bounded while enrichment lags; the others wait in the ledger, unsent."""
     return max(0, limit - session.execute(IN_QUEUE).scalar_one())
-
-
-def send_enrichment(runtime: Runtime, article_ids: Sequence[int]) -> int:
-    """Send new articles to the enrichers as far as the queue has room (recorded as sent first; the rest the
-    reconciler sends as room frees up). Returns how many were sent."""
-    pipeline = runtime.settings.pipeline
-    with transaction(runtime.sessions) as session:
-        room = queue_room(session, pipeline.max_unfinished)
-        sent = set(session.execute(MARK_SENT, {"ids": list(article_ids[:room])}).scalars())
-    dispatch_enrichment(runtime.celery, [i for i in article_ids if i in sent], batch_size=pipeline.batch_size)
-    return len(sent)
 
 
 def needs_enrichment(version: str | None):

@@ -1,7 +1,18 @@
 """Full-text search of articles: which text search configuration an article's language gets, and the SQL that
-builds its `search_vector` (title weighted A, body B) in storage's and the enrichment's batch statements."""
+builds its `search_vector` (title weighted A, body B).
+
+Who makes it: the worker, in its hand-over transaction (`english`, one statement per batch), so that
+`to_tsvector`, a third of an article's insert, runs beside parsing and not in storage's serial path; storage
+writes the text it gets (and makes the vector itself for an outcome without one, from an older worker); the
+enrichment's update remakes it in the detected language's configuration."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from shared.db import execute_batch
 
 # ISO 639-1 (what enrichment detects) to the PostgreSQL configuration that stems that language. Only
 # configurations every supported PostgreSQL (13+) ships in pg_catalog; any other language is `simple`
@@ -33,3 +44,17 @@ _CASES = " ".join(f"WHEN '{code}' THEN '{name}'" for code, name in sorted(TS_CON
 # The same mapping in SQL, for `.format(language=<expression>)` (the migration's backfill).
 CONFIG_OF_LANGUAGE_SQL = (f"CASE WHEN {{language}} IS NULL THEN '{DEFAULT_CONFIG}' ELSE "
                           f"CASE {{language}} {_CASES} ELSE '{FALLBACK_CONFIG}' END END::regconfig")
+
+
+VECTORS = f"""
+SELECT ({search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "u.t", "u.b")})::text
+FROM unnest(%(titles)b::text[], %(bodies)b::text[]) WITH ORDINALITY AS u(t, b, n) ORDER BY u.n
+"""
+
+
+def search_vectors(session: Session, texts: Sequence[tuple[str, str]]) -> list[str]:
+    """The `english` search vector of each (title, body), in PostgreSQL's text form, in one statement."""
+    if not texts:
+        return []
+    return list(execute_batch(session, VECTORS, {"titles": [t for t, _ in texts],
+                                                 "bodies": [b for _, b in texts]}).scalars())

@@ -93,7 +93,8 @@ def enrichment(article_id: int, spec: Spec) -> Enrichment:
 def store(session: Session, specs: Sequence[Spec], tag: str) -> list[int]:
     """Store the specs in this transaction as storage does; returns each spec's article id."""
     drop_ids = register_drops(session, specs, tag)
-    store_outcomes(session, [outcome(d, s) for d, s in zip(drop_ids, specs, strict=True)], threshold=THRESHOLD)
+    store_outcomes(session, [outcome(d, s) for d, s in zip(drop_ids, specs, strict=True)], threshold=THRESHOLD,
+                   max_unfinished=0)
     rows = dict(session.execute(text("SELECT id, article_id FROM drops WHERE id = ANY(:ids)"),
                                 {"ids": drop_ids}).all())
     return [rows[d] for d in drop_ids]

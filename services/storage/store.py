@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from shared.changes import Change, record_changes
 from shared.clusters import IndexBatch, index_articles, lock_index, recluster
 from shared.db import execute_batch
+from shared.enrichment import queue_room
 from shared.records import DropOutcome, DropReason, DropStatus, ParsedArticle
 from shared.search import CONFIG_OF_LANGUAGE_SQL, DEFAULT_CONFIG, search_vector_sql
 from shared.settings import PIPELINE_VERSION
@@ -39,26 +40,29 @@ log = logging.getLogger(__name__)
 
 LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) AND status = 'queued' "
                "ORDER BY id FOR UPDATE")
-# Each article is its own cluster from the start (cluster_id = its id), so the index only merges.
-# The search vector is made here, in storage's transaction (`english` until enrichment knows the language), and
-# the feed's `created` changes are written by the same statement.
+# Each article is its own cluster from the start (cluster_id = its id), so the index only merges. The search
+# vector is the worker's (made in its hand-over; here only for an outcome from an older worker), written in
+# storage's transaction as `english` until enrichment knows the language. The first `room` new articles are
+# recorded as sent to enrichment in the same insert (sent after the commit; a later update of each row would
+# write all its index entries again), and the feed's `created` changes by the same statement.
 INSERT_ARTICLES = f"""
 WITH inserted AS (
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
                       paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
-                      search_vector)
+                      search_vector, enrich_sent_at)
 SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
-       %(version)s, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}
-FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, u.*
+       %(version)s, COALESCE(n.v::tsvector, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}),
+       CASE WHEN n.rank <= %(room)s THEN now() END
+FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, row_number() OVER (ORDER BY u.h) AS rank, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
                   %(warnings)b::text[], %(encodings)b::varchar[], %(minhashes)b::bytea[], %(shingles)b::bytea[],
-                  %(primaries)b::varchar[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps)
+                  %(primaries)b::varchar[], %(vectors)b::text[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps, v)
       ORDER BY u.h) n
 ON CONFLICT (content_hash) DO NOTHING
-RETURNING content_hash, id),
+RETURNING content_hash, id, enrich_sent_at IS NOT NULL AS sent),
 changes AS (INSERT INTO article_changes (article_id, change) SELECT id, '{Change.CREATED.value}' FROM inserted)
-SELECT content_hash, id FROM inserted
+SELECT content_hash, id, sent FROM inserted
 """
 EXISTING_ARTICLES = "SELECT content_hash, id FROM articles WHERE content_hash = ANY(%(hashes)b::varchar[])"
 PRIMARIES = ("SELECT id, primary_sha256, published_on FROM articles WHERE id = ANY(%(ids)b::bigint[]) "
@@ -119,22 +123,26 @@ def lock_queued(session: Session, drop_ids: Sequence[int]) -> dict[int, str]:
     return {row.id: row.sha256 or "" for row in execute_batch(session, LOCK_QUEUED, {"ids": sorted(drop_ids)})}
 
 
-def insert_articles(session: Session, rows: dict[str, ArticleRow]) -> tuple[dict[str, int], set[str]]:
-    """Article id per content hash, and the hashes this call inserted (the rest existed already)."""
+def insert_articles(session: Session, rows: dict[str, ArticleRow], *, enrich_room: int) -> tuple[dict[str, int],
+                                                                                         dict[str, bool]]:
+    """Article id per content hash; and for the hashes this call inserted (the rest existed already), whether
+    the article was recorded as sent to enrichment (the first `enrich_room` are)."""
     if not rows:
-        return {}, set()
+        return {}, {}
     fields = [rows[h].fields() for h in sorted(rows)]
     params = {name: [f[key] for f in fields] for name, key in (
         ("titles", "title"), ("dates", "published_on"), ("sources", "source"), ("sources_raw", "source_raw"),
         ("datelines", "dateline"), ("paragraphs", "paragraphs"), ("bodies", "body"), ("warnings", "warnings"),
         ("encodings", "encoding"), ("primaries", "primary_sha256"))}
-    inserted = dict(execute_batch(session, INSERT_ARTICLES, params | {
+    inserted = {row.content_hash: row for row in execute_batch(session, INSERT_ARTICLES, params | {
         "hashes": sorted(rows), "minhashes": [rows[h].minhash for h in sorted(rows)],
-        "shingles": [rows[h].shingles for h in sorted(rows)], "version": PIPELINE_VERSION,
-    }).all())
+        "shingles": [rows[h].shingles for h in sorted(rows)],
+        "vectors": [rows[h].outcome.search_vector for h in sorted(rows)], "version": PIPELINE_VERSION,
+        "room": enrich_room,
+    })}
     missing = sorted(set(rows) - set(inserted))
     existing = dict(execute_batch(session, EXISTING_ARTICLES, {"hashes": missing}).all()) if missing else {}
-    return inserted | existing, set(inserted)
+    return {h: row.id for h, row in inserted.items()} | existing, {h: row.sent for h, row in inserted.items()}
 
 
 def adopt_primaries(session: Session, rows: dict[str, ArticleRow], ids: dict[str, int]) -> None:
@@ -200,24 +208,26 @@ def best_per_text(todo: Sequence[DropOutcome], shas: dict[int, str]) -> dict[str
 
 @dataclass(frozen=True)
 class Stored:
-    """What one batch did: drops per terminal state, the new articles to enrich (the caller sends them after
-    the commit, as far as the enrichment queue has room: shared.enrichment), and the seconds from discovery
-    to stored of each drop stored."""
+    """What one batch did: drops per terminal state, the new articles recorded as sent to enrichment (the caller
+    sends them after the commit; the others wait in the ledger for room in the queue: shared.enrichment), and
+    the seconds from discovery to stored of each drop stored."""
 
     counts: Counter[str]
     to_enrich: list[int]
     lags_s: list[float]
 
 
-def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float) -> Stored:
-    """Write one batch of outcomes."""
+def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, threshold: float,
+                   max_unfinished: int) -> Stored:
+    """Write one batch of outcomes; at most `max_unfinished` articles wait in the enrichment queue."""
     shas = lock_queued(session, [o.drop_id for o in outcomes])
     todo = sorted((o for o in outcomes if o.drop_id in shas), key=lambda o: o.drop_id)
     if len(todo) < len(outcomes):
         log.info("skipped drops already terminal (redelivery)", extra={"skipped": len(outcomes) - len(todo)})
     best = best_per_text(todo, shas)
     rows = {h: ArticleRow.of(o, shas[o.drop_id]) for h, o in best.items()}
-    ids, new = insert_articles(session, rows)
+    room = queue_room(session, max_unfinished) if rows else 0
+    ids, new = insert_articles(session, rows, enrich_room=room)
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
     lags = finish_drops(session, updates)
     fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
@@ -226,4 +236,5 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
         lock_index(session)  # held to the commit: from here on, only what must be serialised
         adopt_primaries(session, existing, ids)
         index_articles(session, fresh, threshold)
-    return Stored(Counter(row["status"].value for row in updates), sorted(ids[h] for h in new), lags)
+    return Stored(Counter(row["status"].value for row in updates), sorted(ids[h] for h, sent in new.items() if sent),
+                  lags)

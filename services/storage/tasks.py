@@ -15,7 +15,7 @@ from services.storage.enrichments import store_enrichments
 from services.storage.store import store_outcomes
 from shared.clusters import LOCKED_AT
 from shared.db import transaction
-from shared.enrichment import fail_enrichment, send_enrichment
+from shared.enrichment import dispatch_enrichment, fail_enrichment
 from shared.ledger import fail_drops, pick_up
 from shared.observe import END_TO_END, PROCESSED
 from shared.queues import TaskName
@@ -48,11 +48,12 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
         with transaction(runtime.sessions) as session:
             pick_up(session, [o.drop_id for o in decoded], Stage.STORE, lease_s=settings.pipeline.lease_s)
         with transaction(runtime.sessions) as session:
-            stored = store_outcomes(session, decoded, threshold=settings.dedup.threshold)
+            stored = store_outcomes(session, decoded, threshold=settings.dedup.threshold,
+                                    max_unfinished=settings.pipeline.max_unfinished)
             locked_at = session.info.get(LOCKED_AT)
         committed = time.perf_counter()  # the index lock is released with the commit
-        # After the commit: a lost message is found again by the enrichment reconciler.
-        send_enrichment(runtime, stored.to_enrich)
+        # After the commit (recorded as sent by it): a lost message is found again by the enrichment reconciler.
+        dispatch_enrichment(runtime.celery, stored.to_enrich, batch_size=settings.pipeline.batch_size)
         for state, count in stored.counts.items():
             PROCESSED.labels("store", state).inc(count)
         for lag in stored.lags_s:

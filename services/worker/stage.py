@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from services.worker.parsing import parse_drop
 from shared.models import Blob, Drop
 from shared.records import DropOutcome, DropReason, DropStatus, Rejection
+from shared.search import search_vectors
 from shared.similarity import sketch
 
 log = logging.getLogger(__name__)
@@ -50,3 +51,14 @@ def parse_batch(drops: Sequence[tuple[int, bytes | None]], *, max_bytes: int) ->
     host = socket.gethostname()  # lineage: which machine parsed each drop
     return [parse_one(drop_id, data, max_bytes, host) for drop_id, data in drops]
 
+
+
+def with_search_vectors(session: Session, outcomes: Sequence[DropOutcome]) -> list[DropOutcome]:
+    """The outcomes, each article's with its search vector made by this worker's database (storage writes it as
+    it is: the tokenising and stemming stay out of its serial path)."""
+    parsed = [o for o in outcomes if o.article is not None]
+    vectors = dict(zip((o.drop_id for o in parsed),
+                       search_vectors(session, [(o.article.title, o.article.body) for o in parsed if o.article]),
+                       strict=True))
+    return [o.model_copy(update={"search_vector": vectors[o.drop_id]}) if o.drop_id in vectors else o
+            for o in outcomes]

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from services.worker.stage import load_queued, parse_batch
+from services.worker.stage import load_queued, parse_batch, with_search_vectors
 from shared.db import transaction
 from shared.ledger import fail_drops, hand_over, pick_up
 from shared.observe import PROCESSED
@@ -37,5 +37,6 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
                              else "failed").inc()
         if outcomes:
             with transaction(runtime.sessions) as session:  # before sending: storage may take it at once
+                outcomes = with_search_vectors(session, outcomes)
                 hand_over(session, [o.drop_id for o in outcomes], Stage.STORE)
             app.send_task(TaskName.STORE, kwargs={"outcomes": [o.model_dump(mode="json") for o in outcomes]})

@@ -43,7 +43,7 @@ from common import (
 )
 from corpus import build_corpus
 
-from services.worker.stage import parse_one
+from services.worker.stage import parse_one, with_search_vectors
 from shared.celery_app import create_celery
 from shared.db import create_db_engine, create_session_factory, transaction
 from shared.intake import read_file, register_reads
@@ -57,18 +57,20 @@ Figures = dict[str, Any]
 
 
 def prepare(url: str, files: list[Path]) -> list[DropOutcome]:
-    """Migrate, register the drops, and make their outcomes as a worker would (outside the timed window)."""
+    """Migrate, register the drops, and make their outcomes as a worker would, search vectors and all (outside
+    the timed window)."""
     subprocess.run(newsflow("migrate"), env=service_env(dict(os.environ), url), check=True, capture_output=True)
     settings = PipelineSettings()
     engine = create_db_engine(url)
+    blobs = {str(f): f.read_bytes() for f in files}
     try:
         with transaction(create_session_factory(engine)) as session:
             registered = register_reads(session, [read_file(f, settings.max_bytes) for f in files], host="bench",
                                         max_bytes=settings.max_bytes)
+            outcomes = [parse_one(r.drop_id, blobs[r.path], settings.max_bytes, "bench") for r in registered]
+            return with_search_vectors(session, outcomes)
     finally:
         engine.dispose()
-    blobs = {str(f): f.read_bytes() for f in files}
-    return [parse_one(r.drop_id, blobs[r.path], settings.max_bytes, "bench") for r in registered]
 
 
 def terminal_count(conn: psycopg.Connection) -> int:

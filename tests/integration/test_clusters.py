@@ -64,7 +64,7 @@ def one_worker_in_sorted_order(sessions, paths: list[Path]) -> Truth:
         with sessions() as session:
             outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
         with transaction(sessions) as session:
-            store_outcomes(session, outcomes, threshold=THRESHOLD)
+            store_outcomes(session, outcomes, threshold=THRESHOLD, max_unfinished=0)
     return observed(sessions)
 
 def test_clusters_are_order_free_race_free_and_true(pipeline: TestServers, clean_db: None, sessions,
@@ -139,7 +139,7 @@ def test_two_near_duplicates_stored_at_the_same_instant_end_in_one_cluster(
 
     def store_first() -> None:
         with transaction(sessions) as session:
-            store_outcomes(session, [first], threshold=THRESHOLD)
+            store_outcomes(session, [first], threshold=THRESHOLD, max_unfinished=0)
             first_stored.set()
             release.wait(10)  # hold the transaction open while the second one starts
 
@@ -150,7 +150,7 @@ def test_two_near_duplicates_stored_at_the_same_instant_end_in_one_cluster(
 
     def store_second() -> None:
         with transaction(sessions) as session:
-            store_outcomes(session, [second], threshold=THRESHOLD)
+            store_outcomes(session, [second], threshold=THRESHOLD, max_unfinished=0)
         second_done.set()
 
     other = threading.Thread(target=store_second)

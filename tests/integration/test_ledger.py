@@ -9,10 +9,10 @@ from pydantic import SecretStr
 from sqlalchemy import func, select, text
 
 from services.storage.store import store_outcomes
-from services.worker.stage import load_queued, parse_batch
+from services.worker.stage import load_queued, parse_batch, with_search_vectors
 from shared.clusters import rebuild
 from shared.db import transaction
-from shared.enrichment import pick_up_enrichment, reconcile_enrichment, send_enrichment
+from shared.enrichment import dispatch_enrichment, pick_up_enrichment, reconcile_enrichment
 from shared.intake import read_file, register_reads
 from shared.ledger import MAX_RETRIES, claim_for_resend, pick_up
 from shared.models import Article, Drop
@@ -62,7 +62,7 @@ def test_redelivered_outcomes_change_nothing(sessions, clean_db, tmp_path: Path)
     for _ in range(3):  # the same message delivered three times
         with transaction(sessions) as session:
             store_outcomes(session, [DropOutcome.model_validate(o.model_dump(mode="json")) for o in outcomes],
-                           threshold=0.8)
+                           threshold=0.8, max_unfinished=0)
 
     with sessions() as session:
         articles = session.execute(select(Article)).scalars().all()
@@ -116,7 +116,7 @@ def test_rebuild_rekeys_and_merges_copies_whose_paragraphs_break_differently(ses
     old_keys = [o.model_copy(update={"article": o.article.model_copy(update={
         "content_hash": hashlib.sha256("\n".join(o.article.paragraphs).encode()).hexdigest()})}) for o in outcomes]
     with transaction(sessions) as session:
-        store_outcomes(session, old_keys, threshold=0.8)
+        store_outcomes(session, old_keys, threshold=0.8, max_unfinished=0)
     with sessions() as session:
         assert session.execute(select(func.count()).select_from(Article)).scalar_one() == 2
 
@@ -130,6 +130,25 @@ def test_rebuild_rekeys_and_merges_copies_whose_paragraphs_break_differently(ses
     assert sorted(d.status for d in drops) == [DropStatus.DUPLICATE, DropStatus.STORED]
     assert {d.article_id for d in drops} == {article.id}  # every drop keeps its lineage
     assert article.primary_sha256 == min(d.sha256 for d in drops)
+
+
+def test_the_workers_search_vector_is_the_one_storage_would_make(sessions, clean_db, tmp_path: Path) -> None:
+    paths = []
+    for i, source in enumerate(sorted(WIKINEWS.glob("*.txt"))[:6]):
+        paths.append(tmp_path / f"{i}.txt")
+        paths[-1].write_bytes(source.read_bytes())
+    ids = [r.drop_id for r in register(sessions, *paths)]
+    with transaction(sessions) as session:
+        outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
+        made = with_search_vectors(session, outcomes[:3])  # half from the worker, half left to storage
+    assert all(o.search_vector for o in made) and not any(o.search_vector for o in outcomes[3:])
+    with transaction(sessions) as session:
+        store_outcomes(session, made + outcomes[3:], threshold=0.8, max_unfinished=0)
+    with sessions() as session:
+        same = session.execute(text(
+            "SELECT count(*) FROM articles WHERE search_vector = setweight(to_tsvector('english', title), 'A') "
+            "|| setweight(to_tsvector('english', body), 'B')")).scalar_one()
+    assert same == 6
 
 
 def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(servers, sessions, clean_db,
@@ -146,10 +165,9 @@ def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(server
     with sessions() as session:
         outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
     with transaction(sessions) as session:
-        to_enrich = store_outcomes(session, outcomes, threshold=0.8).to_enrich
-    assert len(to_enrich) == 30
-
-    assert send_enrichment(runtime, to_enrich) == 10  # the queue takes ten; twenty wait, unsent
+        to_enrich = store_outcomes(session, outcomes, threshold=0.8, max_unfinished=10).to_enrich
+    assert len(to_enrich) == 10  # the queue takes ten, recorded as sent by the insert; twenty wait, unsent
+    dispatch_enrichment(runtime.celery, to_enrich, batch_size=100)
     assert reconcile_enrichment(runtime) == 0  # still full: nothing more sent, nothing counted lost
     with transaction(sessions) as session:  # an enricher takes the ten
         pick_up_enrichment(session, to_enrich[:10], lease_s=60)

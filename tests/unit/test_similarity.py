@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.worker.parsing import parse_drop
 from shared.records import ParsedArticle
@@ -43,6 +45,19 @@ def test_hashed_sets_match_string_shingles_and_their_jaccard() -> None:
         assert len(ha) == len(string_shingles(a))
         assert jaccard(ha, hb) == string_jaccard(string_shingles(a), string_shingles(b))
     assert jaccard(shingle_hashes(texts[0]), shingle_hashes(texts[-1])) > 0.9
+
+
+HASHES = st.sets(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**64 - 2, 2**64 - 1])), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(HASHES, HASHES)
+def test_jaccard_is_the_sets_jaccard(a: set[int], b: set[int]) -> None:
+    """Edges included: an empty side, the largest hash (binary search past the end), one set inside the other."""
+    expected = len(a & b) / len(a | b) if a | b else 1.0
+    arrays = [np.array(sorted(s), dtype=np.uint64) for s in (a, b, a | b)]
+    assert jaccard(arrays[0], arrays[1]) == jaccard(arrays[1], arrays[0]) == expected
+    assert jaccard(arrays[0], arrays[2]) == (len(a) / len(a | b) if a | b else 1.0)
 
 
 def test_shingle_sets_are_sorted_unique_and_round_trip() -> None:
