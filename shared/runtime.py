@@ -32,8 +32,9 @@ from shared.settings import Settings
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:
         self.settings = settings
+        self.pool_size = pool_size
         self._sessions: tuple[int, sessionmaker[Session]] | None = None
 
     @cached_property
@@ -49,12 +50,12 @@ class Runtime:
     def sessions(self) -> sessionmaker[Session]:
         pid = os.getpid()
         if self._sessions is None or self._sessions[0] != pid:
-            engine = create_db_engine(self.settings.require_urls()[0])
+            engine = create_db_engine(self.settings.require_urls()[0], pool_size=self.pool_size)
             self._sessions = (pid, create_session_factory(engine))
         return self._sessions[1]
 
 
-def service_runtime(service: str) -> Runtime:
+def service_runtime(service: str, *, pool_size: int = 5) -> Runtime:
     """What every service's main() starts with: settings, logging, and the servers' URLs present."""
     settings = Settings()
     setup_logging(service, level=settings.log_level, json_lines=settings.log_json)
@@ -63,7 +64,7 @@ def service_runtime(service: str) -> Runtime:
             f"newsflow {service}: set NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL "
             "(or run `newsflow up`, which starts embedded servers and every service)"
         )
-    return Runtime(settings)
+    return Runtime(settings, pool_size=pool_size)
 
 
 def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime], None], *, doc: str,
