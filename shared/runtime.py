@@ -35,7 +35,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:
         self.settings = settings
         self.pool_size = pool_size
-        self._sessions: tuple[int, sessionmaker[Session]] | None = None
+        self._sessions: tuple[int, sessionmaker[Session], sessionmaker[Session]] | None = None
 
     @cached_property
     def celery(self) -> Celery:
@@ -48,11 +48,21 @@ class Runtime:
 
     @property
     def sessions(self) -> sessionmaker[Session]:
+        return self._factories()[0]
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions in autocommit, for reads that need no transaction (each statement sees its own snapshot):
+        no BEGIN and no ROLLBACK round trip around them (the api's read routes). Same pool as `sessions`."""
+        return self._factories()[1]
+
+    def _factories(self) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
         pid = os.getpid()
         if self._sessions is None or self._sessions[0] != pid:
             engine = create_db_engine(self.settings.require_urls()[0], pool_size=self.pool_size)
-            self._sessions = (pid, create_session_factory(engine))
-        return self._sessions[1]
+            self._sessions = (pid, create_session_factory(engine),
+                              create_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")))
+        return self._sessions[1], self._sessions[2]
 
 
 def service_runtime(service: str, *, pool_size: int = 5) -> Runtime:

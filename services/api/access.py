@@ -52,7 +52,7 @@ async def runtime_of(request: Request) -> Runtime:
 
 def key_owner(runtime: Runtime, key: str) -> Caller | None:
     """The key's owner as the database says now (no cache)."""
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         return caller_of(session, key.strip())
 
 
