@@ -50,7 +50,8 @@ def records_by_id(session: Session, article_ids: list[int]) -> list[ArticleRecor
     """The consumer records of these articles, in this order (an unknown id is left out)."""
     if not article_ids:
         return []
-    return RECORD_LIST.validate_json(session.execute(RECORDS, {"ids": int_array(article_ids)}).scalar_one())
+    found = session.connection().execute(RECORDS, {"ids": int_array(article_ids)}).scalar_one()
+    return RECORD_LIST.validate_json(found)
 
 
 def record_of(session: Session, article_id: int) -> ArticleRecord | None:

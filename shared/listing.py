@@ -173,7 +173,9 @@ def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: 
     """One page of matches after the cursor, and the cursor of the next page (None after the last)."""
     query.check()
     after = ListCursor.decode(cursor, query.sort) if cursor else None
-    rows = session.execute(page_statement(query, after, limit, entity_ids(session, query))).all()
+    # On the session's connection, not the ORM session: the statement returns plain columns, and the ORM's result
+    # set-up was a tenth of the api's CPU for a list page.
+    rows = session.connection().execute(page_statement(query, after, limit, entity_ids(session, query))).all()
     page = rows[:limit]
     records = records_by_id(session, [row[0] for row in page])
     if len(rows) <= limit:
