@@ -48,7 +48,7 @@ from wrk_load import ensure_wrk, run_wrk
 
 from shared.db import create_db_engine, create_session_factory, transaction
 from shared.keys import Role, create_key
-from shared.listing import ArticleQuery, Sort, entity_ids, page_statement
+from shared.listing import ArticleQuery, Sort, entity_ids, page_statement, phrase_window_statement
 from shared.migrate import upgrade_to_head
 from shared.models import ApiKey
 from shared.search import search_vector_sql
@@ -174,8 +174,13 @@ def explain(url: str, keyword: str) -> None:
     engine = create_db_engine(url)
     print(f"{'first page, as planned':32} {'ms':>8}  indexes read")
     with engine.connect() as conn, Session(conn) as session:
-        for name, query in queries.items():
-            statement = page_statement(query, None, 20, entity_ids(session, query))
+        statements = {name: page_statement(query, None, 20, entity_ids(session, query))
+                      for name, query in queries.items()}
+        phrase = EXPLAINED["search phrase"]
+        statements["search phrase, window first"] = phrase_window_statement(session, phrase, None, 20, None)
+        for name, statement in statements.items():
+            if statement is None:
+                continue
             compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
             [[plan]] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
                                             compiled.params).one()
