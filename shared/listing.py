@@ -31,6 +31,8 @@ from shared.models import Article, ArticleEntity, Entity
 from shared.records import ArticleRecord
 from shared.search import ts_config
 
+PHRASE_WINDOW = 2000  # articles a phrase search looks through in order before searching them all (page_rows)
+
 
 class Sort(StrEnum):
     PUBLISHED = "published"
@@ -168,12 +170,59 @@ def page_statement(query: ArticleQuery, after: ListCursor | None, limit: int, en
     return stmt.limit(limit + 1)
 
 
+def window_floor(session: Session, after: ListCursor | None, rows: int) -> tuple[date, int] | None:
+    """The key of the `rows`-th article after the cursor in the published order, all articles counted (None if
+    fewer remain): an index-only walk of `rows` entries of (sort_date, id)."""
+    a = Article
+    stmt = select(a.sort_date, a.id).order_by(a.sort_date.desc(), a.id.desc()).offset(rows - 1).limit(1)
+    if after is not None:
+        key = literal(after.key) if after.key is not None else literal("-infinity")
+        stmt = stmt.where(tuple_(a.sort_date, a.id) < tuple_(cast(key, Date), literal(after.id)))
+    found = session.connection().execute(stmt).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def page_rows(session: Session, query: ArticleQuery, after: ListCursor | None, limit: int) -> list[Any]:
+    """The page's rows (ids and sort keys, one more than `limit` when another page follows).
+
+    A phrase ("prime minister") in the newest-first order is first looked for among the next PHRASE_WINDOW
+    articles in that order only. PostgreSQL estimates a phrase as if its words were independent (the product of
+    their frequencies: 0.3 % for a phrase in 4 % of the articles, whatever the statistics target), so it reads
+    every match through the GIN index, fetching and rechecking each row, and sorts them (70 ms at 4,000 matches),
+    where walking the order stops after a few hundred rows. Exact all the same: the first matches in order among
+    the first N articles in order are the first matches overall, when there are enough of them for the page; when
+    there are not, the whole search runs as before."""
+    entities = entity_ids(session, query)
+    # On the session's connection, not the ORM session: the statement returns plain columns, and the ORM's result
+    # set-up was a tenth of the api's CPU for a list page.
+    run = session.connection().execute
+    windowed = phrase_window_statement(session, query, after, limit, entities)
+    if windowed is not None:
+        rows = run(windowed).all()
+        if len(rows) > limit:
+            return list(rows)
+    return list(run(page_statement(query, after, limit, entities)).all())
+
+
+def phrase_window_statement(session: Session, query: ArticleQuery, after: ListCursor | None, limit: int,
+                            entities: list[int] | None) -> Select[Any] | None:
+    """The page's statement restricted to the next PHRASE_WINDOW articles in order, for a phrase search in the
+    newest-first order (page_rows says why); None for other listings, or when fewer articles remain."""
+    if query.sort is not Sort.PUBLISHED or not query.q or '"' not in query.q:
+        return None
+    floor = window_floor(session, after, PHRASE_WINDOW)
+    if floor is None:
+        return None
+    return page_statement(query, after, limit, entities).where(
+        tuple_(Article.sort_date, Article.id) >= tuple_(cast(literal(floor[0]), Date), literal(floor[1])))
+
+
 def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: str | None
                   ) -> tuple[list[ArticleRecord], str | None]:
     """One page of matches after the cursor, and the cursor of the next page (None after the last)."""
     query.check()
     after = ListCursor.decode(cursor, query.sort) if cursor else None
-    rows = session.execute(page_statement(query, after, limit, entity_ids(session, query))).all()
+    rows = page_rows(session, query, after, limit)
     page = rows[:limit]
     records = records_by_id(session, [row[0] for row in page])
     if len(rows) <= limit:

@@ -32,9 +32,10 @@ from shared.settings import Settings
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:
         self.settings = settings
-        self._sessions: tuple[int, sessionmaker[Session]] | None = None
+        self.pool_size = pool_size
+        self._sessions: tuple[int, sessionmaker[Session], sessionmaker[Session]] | None = None
 
     @cached_property
     def celery(self) -> Celery:
@@ -47,14 +48,24 @@ class Runtime:
 
     @property
     def sessions(self) -> sessionmaker[Session]:
+        return self._factories()[0]
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions in autocommit, for reads that need no transaction (each statement sees its own snapshot):
+        no BEGIN and no ROLLBACK round trip around them (the api's read routes). Same pool as `sessions`."""
+        return self._factories()[1]
+
+    def _factories(self) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
         pid = os.getpid()
         if self._sessions is None or self._sessions[0] != pid:
-            engine = create_db_engine(self.settings.require_urls()[0])
-            self._sessions = (pid, create_session_factory(engine))
-        return self._sessions[1]
+            engine = create_db_engine(self.settings.require_urls()[0], pool_size=self.pool_size)
+            self._sessions = (pid, create_session_factory(engine),
+                              create_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")))
+        return self._sessions[1], self._sessions[2]
 
 
-def service_runtime(service: str) -> Runtime:
+def service_runtime(service: str, *, pool_size: int = 5) -> Runtime:
     """What every service's main() starts with: settings, logging, and the servers' URLs present."""
     settings = Settings()
     setup_logging(service, level=settings.log_level, json_lines=settings.log_json)
@@ -63,7 +74,7 @@ def service_runtime(service: str) -> Runtime:
             f"newsflow {service}: set NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL "
             "(or run `newsflow up`, which starts embedded servers and every service)"
         )
-    return Runtime(settings)
+    return Runtime(settings, pool_size=pool_size)
 
 
 def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime], None], *, doc: str,

@@ -6,13 +6,15 @@ operator action is recorded with its key's name (`operator_actions`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.api import articles, feed, ops, stats
-from services.api.access import caller, operator, runtime_of
+from services.api.access import KeyCache, caller, operator, runtime_of
 from services.api.metrics import ledger_metrics
 from services.api.replay import ReplayRequest, ReplayResult, replay_drops
 from shared.health import readiness
@@ -20,13 +22,16 @@ from shared.keys import Caller
 from shared.runtime import Runtime
 from shared.status import current_status
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 probes = APIRouter(tags=["probes"])
 v1 = APIRouter(prefix="/v1")
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="newsflow", version="1", description="News drops in, clean, deduplicated articles out.")
+def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
+    app = FastAPI(title="newsflow", version="1", description="News drops in, clean, deduplicated articles out.",
+                  lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.keys = KeyCache(runtime.settings.api_key_cache_s)
     app.include_router(probes)
     app.include_router(v1)
     for reads in (articles.router, feed.router, stats.router):  # the consumers' read routes, for any key

@@ -63,7 +63,7 @@ def articles(
                          country=country, entity=entity, entity_type=entity_type, keyword=keyword,
                          cluster=cluster, canonical=canonical, sort=sort)
     try:
-        with runtime.sessions() as session:
+        with runtime.read_sessions() as session:
             items, next_cursor = list_articles(session, query, limit=limit, cursor=cursor)
     except QueryError as e:
         raise HTTPException(400, str(e)) from e
@@ -85,7 +85,7 @@ def article(article_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
             runtime: Annotated[Runtime, Depends(runtime_of)]) -> Response:
     """The full record, with its entities, drops and cluster members. `ETag` names this exact content:
     send it back in `If-None-Match` and an unchanged article answers 304 with no body."""
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         record = record_of(session, article_id)
         story = story_of(session, article_id) if record is not None else None
     if record is None or story is None:
@@ -104,7 +104,7 @@ def cluster(cluster_id: Annotated[int, Path(ge=1, le=MAX_ID, description="A clus
             runtime: Annotated[Runtime, Depends(runtime_of)]) -> Story:
     """The story: its canonical article, its members with their similarity to the canonical, first and last
     dates, sources. Any member's id finds its current cluster."""
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         story = story_of(session, cluster_id)
     if story is None:
         raise HTTPException(404, f"no article or cluster {cluster_id}")

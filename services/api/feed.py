@@ -34,7 +34,7 @@ class ChangePage(BaseModel):
 
 
 def _read(runtime: Runtime, after: FeedCursor, limit: int) -> list[FeedItem]:
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         return read_changes(session, after, limit)
 
 

@@ -38,7 +38,7 @@ def stats_timeline(
         raise HTTPException(400, "from is after to")
     if (end - start).days >= MAX_DAYS[interval]:
         raise HTTPException(400, f"at most {MAX_DAYS[interval]} days with interval={interval.value}")
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         items = timeline(session, start, end, interval, by)
     return Timeline(interval=interval, by=by, date_from=start, date_to=end, items=items)
 
@@ -54,6 +54,6 @@ def entities(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> EntityPage:
     """The entities mentioned in the most articles published in the window (all time without one)."""
-    with runtime.sessions() as session:
+    with runtime.read_sessions() as session:
         items = top_entities(session, start=date_from, end=date_to, kind=type, prefix=q, limit=limit)
     return EntityPage(items=items)

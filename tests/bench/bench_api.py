@@ -1,43 +1,56 @@
 """The consumers' API under load (SPEC section 9): p50/p95 per route with 20 concurrent clients over 100,000
-stored articles, and the change feed's changes/s to one consumer.
+stored articles, the CPU each request costs, and the change feed's changes/s to one consumer.
 
-Run: python tests/bench/bench_api.py [--articles 100000] [--clients 20] [--requests 400]
+Run: python tests/bench/bench_api.py [--articles 100000] [--clients 20] [--seconds 5] [--database NAME]
+                                     [--workers 1,2] [--code DIR,DIR]
 
 The articles are variants of the wikinews corpus (tests/data/wikinews): titles and bodies made of its sentences,
 dates over two years (many articles a day), sources, languages, countries, keywords, entities and clusters in
 realistic shares, loaded with COPY and then inserted with the search vector storage computes. Every article
-has a `created` and an `enriched` change in the feed. The api is the real `newsflow api` process; the clients
-are asyncio tasks in this process, each sending its next request as soon as the last one answered (a closed
-loop, no think time): latency is measured from send to the last byte. Targets: p95 under 50 ms for list,
-filter and search; at least 5,000 changes/s to one consumer following the feed.
+has a `created` and an `enriched` change in the feed. With --database NAME the loaded corpus is kept in that
+database and reused by the next run with the same --articles and --seed (loading 100k takes minutes).
+
+The api is the real `newsflow api` process (or `--workers N` of them on one port); the clients are Debian's
+`wrk` (installed when missing, as root), 20 connections in a closed loop, each sending its next request as soon
+as the last one answered, through 2,000 requests drawn per route: latency from send to the last byte. Per
+route it prints p50, p95, requests/s and CPU milliseconds per request of the api's processes, of PostgreSQL's
+backends for the bench's database, of wrk itself and of the whole machine: on a shared, noisy 2-core machine
+the CPU per request is the figure that survives. `--code` runs the same requests against other checkouts' api
+(`--code /path/to/main,.`: before and after, in one run). Targets: p95 under 50 ms for list, filter and
+search; at least 5,000 changes/s to one consumer following the feed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
 import random
 import re
 import socket
-import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import common
 import httpx
 import psycopg
-from common import database, service, workspace
+from common import CpuMeter, database, db_url, postgres_processes, service, tree, workspace
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
+from wrk_load import ensure_wrk, run_wrk
 
 from shared.db import create_db_engine, create_session_factory, transaction
 from shared.keys import Role, create_key
-from shared.listing import ArticleQuery, Sort, entity_ids, page_statement
+from shared.listing import ArticleQuery, Sort, entity_ids, page_statement, phrase_window_statement
 from shared.migrate import upgrade_to_head
+from shared.models import ApiKey
 from shared.search import search_vector_sql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +59,8 @@ SOURCES = [f"Source {i}" for i in range(40)]
 COUNTRIES = ["US", "GB", "FR", "DE", "JP", "CN", "IN", "BR", "RU", "AU", "CA", "IT", "ES", "MX", "ZA"]
 FIRST_DAY, DAYS = date(2023, 1, 1), 730
 ENTITY_TYPES = ("person", "organization", "place")
+PATHS_PER_ROUTE = 2000  # requests drawn per route, sent in turn
+WARM_UP_S = 1.0
 
 STAGE = ("CREATE UNLOGGED TABLE stage (n int, title text, body text, published_on date, source text, "
          "language text, countries text[], keywords text[])")
@@ -128,29 +143,6 @@ def routes(rng: random.Random, count: int, words: list[str]) -> dict[str, object
     }
 
 
-async def measure(base: str, key: str, make, clients: int, requests: int) -> list[float]:
-    """Latencies (ms) of `requests` requests sent by `clients` concurrent clients."""
-    left = requests
-    latencies: list[float] = []
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            path, params = make()
-            start = time.perf_counter()
-            answer = await http.get(path, params=params)
-            latencies.append((time.perf_counter() - start) * 1000)
-            if answer.status_code != 200:
-                raise RuntimeError(f"{path} {params}: {answer.status_code} {answer.text[:200]}")
-
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits,
-                                 timeout=60) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-    return latencies
-
-
 def follow_feed(base: str, key: str, limit: int) -> tuple[int, float]:
     """One consumer following the feed from the start to its end: (changes, seconds)."""
     served, cursor = 0, None
@@ -182,8 +174,13 @@ def explain(url: str, keyword: str) -> None:
     engine = create_db_engine(url)
     print(f"{'first page, as planned':32} {'ms':>8}  indexes read")
     with engine.connect() as conn, Session(conn) as session:
-        for name, query in queries.items():
-            statement = page_statement(query, None, 20, entity_ids(session, query))
+        statements = {name: page_statement(query, None, 20, entity_ids(session, query))
+                      for name, query in queries.items()}
+        phrase = EXPLAINED["search phrase"]
+        statements["search phrase, window first"] = phrase_window_statement(session, phrase, None, 20, None)
+        for name, statement in statements.items():
+            if statement is None:
+                continue
             compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
             [[plan]] = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled),
                                             compiled.params).one()
@@ -192,56 +189,131 @@ def explain(url: str, keyword: str) -> None:
     engine.dispose()
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+
+@contextmanager
+def corpus_database(args: argparse.Namespace, rng: random.Random) -> Iterator[str]:
+    """The loaded database: a scratch one dropped at the end, or with --database NAME one kept for the next run,
+    reused when it already holds this corpus (same article count and seed), loaded anew otherwise."""
+    if args.database is None:
+        with database(f"newsflow_bench_api_{os.getpid()}") as url:
+            load_corpus(url, args, rng)
+            yield url
+        return
+    url = db_url(args.database)
+    mark = f"bench_api articles={args.articles} seed={args.seed}"
+    with psycopg.connect(common.ADMIN_URL, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.database,)).fetchone()
+        if exists:
+            with psycopg.connect(url) as conn:
+                found = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                     "WHERE datname = current_database()").fetchone()
+            if found and found[0] == mark:
+                upgrade_to_head(url)  # a migration newer than the load applies to the kept corpus too
+                print(f"corpus: reusing database {args.database} ({mark})", flush=True)
+                yield url
+                return
+            admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{args.database}"')
+    load_corpus(url, args, rng)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"COMMENT ON DATABASE \"{args.database}\" IS '{mark}'")
+    yield url
+
+
+def load_corpus(url: str, args: argparse.Namespace, rng: random.Random) -> None:
+    upgrade_to_head(url)
+    started = time.perf_counter()
+    load(url, args.articles, rng)
+    print(f"corpus: {args.articles:,} articles (wikinews sentences; 2 % undated, {DAYS} days, 1 in 10 in a "
+          f"story of 4), loaded in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One api to measure: the checkout whose code it runs, and its processes."""
+
+    code: Path
+    workers: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.code.name} code, {self.workers} api process{'es' if self.workers > 1 else ''}"
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "services.api", "--port", str(port),
+                *(["--workers", str(self.workers)] if self.workers > 1 else [])]
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    found = []
+    for code in args.code:
+        takes_workers = "--workers" in (code / "services" / "api" / "__main__.py").read_text()
+        for workers in args.workers:
+            if workers > 1 and not takes_workers:
+                print(f"skipped: {code} has no `newsflow api --workers`", flush=True)
+                continue
+            found.append(Variant(code.resolve(), workers))
+    return found
+
+
 def run(args: argparse.Namespace, logs: Path) -> None:
-    rng = random.Random(args.seed)
-    with database(f"newsflow_bench_api_{os.getpid()}") as url:
-        upgrade_to_head(url)
-        started = time.perf_counter()
-        load(url, args.articles, rng)
-        print(f"corpus: {args.articles:,} articles (wikinews sentences; 2 % undated, {DAYS} days, 1 in 10 in a "
-              f"story of 4), loaded in {time.perf_counter() - started:.0f} s", flush=True)
+    with corpus_database(args, random.Random(args.seed)) as url:
         engine = create_db_engine(url)
         with transaction(create_session_factory(engine)) as session:
+            session.execute(delete(ApiKey).where(ApiKey.name == "bench"))
             key = create_key(session, "bench", Role.READER)
         engine.dispose()
         with psycopg.connect(url) as conn:
             words = [r[0] for r in conn.execute(
-                "SELECT unnest(keywords) AS k FROM articles TABLESAMPLE SYSTEM (1) GROUP BY 1 LIMIT 200")]
-        port = free_port()
-        env = {**os.environ, "NEWSFLOW_DATABASE_URL": url, "NEWSFLOW_BROKER_URL": args.broker,
-               "PYTHONPATH": str(ROOT), "NEWSFLOW_LOG_LEVEL": "WARNING"}
-        argv = [sys.executable, "-m", "services.api", "--port", str(port)]
-        with service(argv, env, logs / "api.log"):
-            base = f"http://127.0.0.1:{port}"
-            wait_for(base)
+                "SELECT k FROM (SELECT DISTINCT unnest(keywords) AS k FROM articles WHERE id <= 5000) AS w "
+                "ORDER BY k LIMIT 200")]
+        if not args.routes:
             explain(url, words[0])
-            report(base, key, routes(rng, args.articles, words), args)
-            changes, seconds = follow_feed(base, key, args.feed_limit)
-            print(f"change feed, one consumer, limit={args.feed_limit}: {changes:,} changes in {seconds:.1f} s = "
-                  f"{changes / seconds:,.0f} changes/s (target 5,000)")
+        rng = random.Random(args.seed + 1)  # its own: a reused corpus gets the same requests as a fresh one
+        requests = {name: [path_of(*make()) for _ in range(PATHS_PER_ROUTE)]
+                    for name, make in routes(rng, args.articles, words).items()}
+        if args.routes:
+            requests = {name: paths for name, paths in requests.items() if name in args.routes}
+        dbname = url.rsplit("/", 1)[1]
+        for variant in variants(args):
+            measure_variant(variant, url, dbname, key, requests, args, logs)
 
 
-def report(base: str, key: str, table: dict, args: argparse.Namespace) -> None:
-    print(f"{args.clients} concurrent clients, {args.requests} requests per route; latency in ms")
-    print(f"{'route':32} {'p50':>8} {'p95':>8} {'req/s':>8}")
-    for name, make in table.items():
-        asyncio.run(measure(base, key, make, args.clients, args.clients))  # warm up
-        started = time.perf_counter()
-        latencies = asyncio.run(measure(base, key, make, args.clients, args.requests))
-        rate = len(latencies) / (time.perf_counter() - started)
-        print(f"{name:32} {statistics.median(latencies):8.1f} {percentile(latencies, 0.95):8.1f} {rate:8.0f}",
-              flush=True)
+def path_of(path: str, params: dict[str, object]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def measure_variant(variant: Variant, url: str, dbname: str, key: str, requests: dict[str, list[str]],
+                    args: argparse.Namespace, logs: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "NEWSFLOW_DATABASE_URL": url, "NEWSFLOW_BROKER_URL": args.broker,
+           "PYTHONPATH": str(variant.code), "NEWSFLOW_LOG_LEVEL": "WARNING"}
+    log = logs / f"api-{variant.code.name}-{variant.workers}.log"
+    with service(variant.argv(port), env, log) as api:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base)
+        print(f"\n{variant.label}: {args.clients} clients in a closed loop (wrk), {args.seconds:g} s per route; "
+              "latency in ms, CPU in ms per request", flush=True)
+        print(f"{'route':28} {'p50':>7} {'p95':>7} {'req/s':>6} {'api':>6} {'pg':>6} {'wrk':>6} {'machine':>7}")
+        for name, paths in requests.items():
+            run_wrk(base, key, paths, clients=args.clients, seconds=WARM_UP_S)
+            meter = CpuMeter({"api": lambda: tree(api.pid), "pg": lambda: postgres_processes(dbname)})
+            with meter:
+                load = run_wrk(base, key, paths, clients=args.clients, seconds=args.seconds)
+            cpu = meter.seconds()
+            per = {group: 1000 * cpu[group] / load.requests for group in ("api", "pg", "machine")}
+            print(f"{name:28} {load.p50_ms:7.1f} {load.p95_ms:7.1f} {load.rate:6.0f} {per['api']:6.2f} "
+                  f"{per['pg']:6.2f} {1000 * load.client_cpu_s / load.requests:6.2f} {per['machine']:7.2f}",
+                  flush=True)
+        changes, seconds = follow_feed(base, key, args.feed_limit)
+        print(f"change feed, one consumer, limit={args.feed_limit}: {changes:,} changes in {seconds:.1f} s = "
+              f"{changes / seconds:,.0f} changes/s (target 5,000)", flush=True)
 
 
 def wait_for(base: str) -> None:
@@ -259,13 +331,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=400, help="requests per route (default 400)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per route, after a 1 s warm-up (default 5)")
     parser.add_argument("--feed-limit", type=int, default=1000, help="changes per feed page (default 1000)")
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--logs", type=Path, help="keep the api log in this folder")
+    parser.add_argument("--database", help="keep the loaded corpus in this database and reuse it next time")
+    parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[1],
+                        help="api processes (`newsflow api --workers N`), a comma-separated list (default 1)")
+    parser.add_argument("--code", type=lambda v: [Path(p) for p in v.split(",")], default=[ROOT],
+                        help="checkouts whose api to run, comma-separated (default this one): before and after "
+                             "in one run, against the same corpus and the same requests")
+    parser.add_argument("--routes", action="append", help="only this route (by its name; repeat for more)")
+    parser.add_argument("--logs", type=Path, help="keep the api logs in this folder")
     parser.add_argument("--broker", default=common.BROKER_URL, help="a Redis URL for the api's readiness only")
     args = parser.parse_args(argv)
     common.exit_on_sigterm()
+    ensure_wrk()
     with workspace(args.logs, "newsflow-bench-api-") as logs:
         run(args, logs)
 

@@ -3,10 +3,10 @@
 Run: python tests/bench/bench_pipeline.py [--repeat 3] [--drops 3200] [--enrich-drops N] [--workers 1,2,4]
                                           [--seed N] [--json] [--logs DIR] [--quick]
 
-Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) and Redis at 127.0.0.1:6379 (db 13 is
-flushed). The corpus (tests/bench/corpus.py) is built once; every pipeline run gets a fresh database and
-an empty broker. The services (`newsflow worker --concurrency N`, `newsflow storage`, and for the
-enrichment runs `newsflow enricher --concurrency 2`) are started, pinged until they answer and left to
+Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) and Redis at 127.0.0.1:6379 (db 13, or
+NEWSFLOW_BENCH_BROKER_URL, is flushed). The corpus (tests/bench/corpus.py) is built once; every pipeline run
+gets a fresh database and an empty broker. The services (`newsflow worker --concurrency N`, `newsflow storage`,
+and for the enrichment runs `newsflow enricher --concurrency 2`) are started, pinged until they answer and left to
 go idle (models loaded) before `newsflow ingest DIR --wait --workers 0 --json` runs, so start-up is
 not timed. Pipeline figures are ingest's own: first enqueue to last terminal state. `ingest --workers 0`
 does not wait for enrichment, so the enrichment runs then poll the articles table until every article
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import common
 import psutil
 import psycopg
 from common import (
@@ -186,7 +187,8 @@ def ingest_fixed_cpu_s(env: dict[str, str], ws: Path) -> float:
 def run_pipeline(config: Config, corpus: Corpus, run: int, ws: Path) -> Figures:
     """One pipeline run: fresh database and broker, services started and idle, then ingest timed."""
     if others := flush_broker():
-        progress(f"  warning: other programs use Redis db 13 ({'; '.join(others)}): they may take this run's messages")
+        progress(f"  warning: other programs use {common.BROKER_URL} ({'; '.join(others)}): "
+                 "they may take this run's messages")
     tag, db = f"{config.key}-r{run + 1}", f"newsflow_bench_{os.getpid()}_{config.key}_{run + 1}"
     with database(db) as url, ExitStack() as stack:
         env = service_env(dict(os.environ), url, NEWSFLOW_LOG_JSON="true")
@@ -204,7 +206,7 @@ def run_pipeline(config: Config, corpus: Corpus, run: int, ws: Path) -> Figures:
             tail_s = enrichment_tail_s(conn) if config.enrichers else 0.0
             figures["checks"] = pipeline_checks(conn, corpus)
         if others := broker_clients({p.pid for proc in procs.values() for p in tree(proc.pid)}):
-            figures["checks"]["deviations"].append(f"other programs on Redis db 13: {'; '.join(others)}")
+            figures["checks"]["deviations"].append(f"other programs on {common.BROKER_URL}: {'; '.join(others)}")
         figures["ingest_fixed_cpu_s"] = ingest_fixed_cpu_s(env, ws)
     elapsed_s = report["elapsed_s"] + tail_s
     return figures | {

@@ -2,7 +2,8 @@
 
 Scripts in tests/bench import this as `common` (Python puts a script's own folder first on sys.path).
 Servers: the machine's PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth) and Redis at
-127.0.0.1:6379 database 13 (flushed; other work here uses 11, 12 and 15).
+127.0.0.1:6379 database 13 (flushed; other work here uses 11, 12 and 15), or the Redis URL in
+NEWSFLOW_BENCH_BROKER_URL, so two benches run side by side each on a database of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from shared.celery_app import create_celery
 from tests.support import scratch_database
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BROKER_URL = "redis://127.0.0.1:6379/13"
+BROKER_URL = os.environ.get("NEWSFLOW_BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 READY_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 180.0
 IDLE_WINDOW_S = 1.0

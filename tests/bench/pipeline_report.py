@@ -44,7 +44,7 @@ def pipeline_checks(conn: psycopg.Connection, corpus: Corpus) -> Figures:
     deviations += [f"{status} {n}" for status, n in statuses.items() if status not in ("stored", "duplicate")]
     deviations += [f"audit check {name} failed" for name in audit_failed]
     if not common.broker_intact():
-        deviations.append("Redis db 13 was flushed by another program during the run: figures unreliable")
+        deviations.append(f"{common.BROKER_URL} was flushed by another program during the run: figures unreliable")
     return found | {"statuses": statuses, "unenriched": unenriched, "enrich_messages_queued": enrich_queued,
                     "enrich_queue_bytes": enrich_bytes, "deviations": deviations}
 

@@ -3,11 +3,13 @@ status and replay (recorded with the key's name), readiness that follows the bro
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from shared.models import Article, Drop, OperatorAction
+from shared.models import Article, Drop, Heartbeat, OperatorAction
 from shared.records import DropStatus
 from tests.support import ROOT, TestServers, new_key, newsflow, running_api, wait_for_drops
 
@@ -62,3 +64,31 @@ def test_readyz_fails_while_the_broker_is_unreachable(servers: TestServers, clea
         assert ready.status_code == 503
         assert any(p.startswith("broker:") for p in ready.json()["problems"])
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # alive all the same
+
+
+def test_api_processes_share_one_port_and_a_revoked_key_stops_reading_within_the_cache_bound(
+        servers: TestServers, clean_db: None, sessions) -> None:
+    """`--workers 2` (here NEWSFLOW_API_WORKERS): two processes, each its own heartbeat, answer on one port; a
+    revoked reader key reads on for at most NEWSFLOW_API_KEY_CACHE_S (each process trusts a key it checked that
+    long), then gets 401 from every process."""
+    reader = new_key(servers.env, "reader", "dashboards")
+    headers = {"Authorization": f"Bearer {reader}"}
+    env = {"NEWSFLOW_API_WORKERS": "2", "NEWSFLOW_API_KEY_CACHE_S": "1"}
+    with running_api(servers, env=env) as base, httpx.Client(base_url=base, timeout=30) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            with sessions() as session:
+                beating = session.execute(select(Heartbeat.node).where(Heartbeat.service == "api")).scalars().all()
+            if len(beating) == 2:
+                break
+            assert time.monotonic() < deadline, f"api heartbeats: {beating}"
+            time.sleep(0.2)
+        for _ in range(10):  # a connection each: either process may take it
+            assert httpx.get(f"{base}/v1/articles", headers=headers, timeout=30).status_code == 200
+        assert newsflow(servers.env, "keys", "revoke", "dashboards").returncode == 0
+        revoked_at = time.monotonic()
+        while client.get("/v1/articles", headers=headers).status_code != 401:
+            assert time.monotonic() - revoked_at < 30, "a revoked key still reads"
+            time.sleep(0.1)
+        time.sleep(1.5)  # past the bound, no process may still trust it
+        assert {httpx.get(f"{base}/v1/articles", headers=headers, timeout=30).status_code for _ in range(10)} == {401}

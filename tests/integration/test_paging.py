@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from datetime import date
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import listing
 from shared.listing import ArticleQuery, Sort, list_articles
 from shared.search import ts_config
 from tests.corpora import COUNTRIES, ENTITIES, SOURCES, WORDS, random_spec, store_and_enrich
@@ -102,9 +104,17 @@ def oracle(session: Session, query: ArticleQuery) -> list[int]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 60), query=article_queries(), limit=st.integers(1, 7),
-       arrivals=st.lists(st.integers(0, 6), max_size=12))
+       arrivals=st.lists(st.integers(0, 6), max_size=12), window=st.sampled_from((listing.PHRASE_WINDOW, 1, 4, 15)))
 def test_pages_yield_every_match_exactly_once(sessions, seed: int, size: int, query: ArticleQuery, limit: int,
-                                             arrivals: list[int]) -> None:
+                                             arrivals: list[int], window: int) -> None:
+    """`window`: phrase searches look through this many articles in order first (small ones, so that a small
+    corpus takes both ways: a page found in the window, and the whole search when it holds too few)."""
+    with patch.object(listing, "PHRASE_WINDOW", window):
+        pages_yield_every_match_exactly_once(sessions, seed, size, query, limit, arrivals)
+
+
+def pages_yield_every_match_exactly_once(sessions, seed: int, size: int, query: ArticleQuery, limit: int,
+                                         arrivals: list[int]) -> None:
     if (query.date_from or date.min) > (query.date_to or date.max):
         query = replace(query, date_to=None)  # a 400 (tested with the API)
     truncate_all(sessions)

@@ -1,0 +1,113 @@
+"""How api processes serve: the app of one process (its runtime, threads and heartbeat), and N processes on one
+port, each with a listening socket of its own (SO_REUSEPORT), so the kernel spreads the connections over them.
+
+uvicorn's own `--workers` shares one listening socket among its processes: whichever wakes first accepts, and
+clients that keep their connections open (every HTTP client library, and the benchmark's 20 clients) ended up
+nearly all on one process, one core busy and the other idle (bench_api: 2 processes served no more than 1).
+With a socket per process, Linux hashes each new connection to one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import anyio.to_thread
+import uvicorn
+from fastapi import FastAPI
+
+from services.api.app import create_app
+from shared.heartbeats import Heart
+from shared.runtime import Runtime, service_runtime
+
+log = logging.getLogger(__name__)
+
+# Sync routes run in threads; each holds a pooled connection while it runs. As many connections as threads, so
+# no request waits for one and none is opened and closed per request: with SQLAlchemy's default pool (5, plus
+# 10 opened and closed as needed) under 20 concurrent clients, PostgreSQL forked a backend every few requests.
+# More threads than this would only queue for the same core (the routes are CPU-bound on this side).
+THREADS = 10
+
+
+def serving_app(runtime: Runtime | None = None) -> FastAPI:
+    """The app as one api process serves it: its own runtime (engine, key cache) and its own heartbeat, node
+    `api-PID@HOST`, so N processes on one port are N consumers of the status view, each with its own row."""
+    runtime = runtime or service_runtime("api", pool_size=THREADS)
+
+    @asynccontextmanager
+    async def beating(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        heart = Heart(runtime.settings.require_urls()[0], node=f"api-{os.getpid()}@{socket.gethostname()}",
+                      service="api").start()
+        try:
+            yield
+        finally:
+            heart.stop()
+
+    return create_app(runtime, lifespan=beating)
+
+
+STOP_TIMEOUT_S = 30.0
+RESTART_DELAY_S = 1.0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port in the port's SO_REUSEPORT group (every api process has one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve_one(host: str, port: int) -> None:
+    """One api process: its own socket, its own app (runtime, key cache, heartbeat)."""
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(serving_app(), log_config=None, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def run_processes(host: str, port: int, count: int) -> None:
+    """Start `count` api processes, restart one that exits, and stop them all on SIGTERM or SIGINT."""
+    listening_socket(host, port).close()  # a port taken by another program fails here, once, with its error
+    context = multiprocessing.get_context("spawn")  # no pooled connection or thread crosses into a child
+    stopping = False
+
+    def start() -> BaseProcess:
+        child = context.Process(target=serve_one, args=(host, port), name="newsflow-api")
+        child.start()
+        return child
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children = [start() for _ in range(count)]
+    log.info("api: %d processes on %s:%d", count, host, port)
+    while not stopping:
+        time.sleep(0.2)
+        for i, child in enumerate(children):
+            if not child.is_alive() and not stopping:
+                log.warning("api process %s exited (%s); starting another", child.pid, child.exitcode)
+                time.sleep(RESTART_DELAY_S)
+                children[i] = start()
+    for child in children:
+        if child.is_alive() and child.pid is not None:
+            child.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+            child.join()
