@@ -54,6 +54,12 @@ class WorkerSettings(BaseModel):
                       "storage, parsing yields to the one stage that cannot be scaled out.")
 
 
+class StorageSettings(BaseModel):
+    concurrency: int = Field(2, ge=1, description="Storage processes per `newsflow storage`: with two, one "
+                             "process's Python overlaps the other's wait on PostgreSQL (1.5-1.7x the drops/s of "
+                             "one, bench_storage.py --concurrency); they share the index lock like any two.")
+
+
 class EnricherSettings(BaseModel):
     concurrency: int = Field(2, description="Enrichment processes per `newsflow enricher` (one model each).")
     nice: int = Field(10, ge=0, le=19, description="CPU priority given up (os.nice): enrichment yields to "
@@ -125,6 +131,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
+    storage: StorageSettings = StorageSettings()
     enricher: EnricherSettings = EnricherSettings()
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()

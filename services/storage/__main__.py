@@ -12,7 +12,8 @@ from shared.runtime import run_consumer
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_consumer("storage", Queue.STORE, register_tasks, doc=__doc__, default_concurrency=lambda _: 1, argv=argv)
+    run_consumer("storage", Queue.STORE, register_tasks, doc=__doc__,
+                 default_concurrency=lambda settings: settings.storage.concurrency, argv=argv)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ Run: python tests/bench/bench_storage.py [--drops 3200] [--repeat 3] [--batch N]
 
 The corpus (tests/bench/corpus.py) is parsed and sketched in this process, as the workers would, and its
 drops registered in a fresh database; then the outcome messages (`--batch` drops each, the pipeline's
-default) are put on the store queue while one storage process (Celery concurrency 1) consumes them. Timed:
-from the first message sent to the last drop terminal. From the storage's own log ("batch stored" lines)
-comes the time it held the index lock, the critical section that every storage process shares: per article
-indexed, and as a share of the run (1 / share is how many storage processes the lock would allow).
+default) are put on the store queue while one `newsflow storage` (its default concurrency unless
+`--concurrency`) consumes them. Timed: from the first message sent to the last drop terminal. From the
+storage's own log ("batch stored" lines) comes the time it held the index lock, the critical section that
+every storage process shares: per article indexed, and as a share of the run (1 / share is how many storage
+processes the lock would allow).
 
 Baseline, same run: what a user would write instead, in one process: one INSERT (and commit) per article,
 with no near-duplicate index at all. Target (SPEC section 9): at least 2,000 drops/s per storage process.
@@ -49,7 +50,7 @@ from shared.db import create_db_engine, create_session_factory, transaction
 from shared.intake import read_file, register_reads
 from shared.queues import TaskName
 from shared.records import DropOutcome
-from shared.settings import PipelineSettings
+from shared.settings import PipelineSettings, StorageSettings
 
 TERMINAL_TIMEOUT_S = 600.0
 POLL_S = 0.02
@@ -162,7 +163,7 @@ def format_table(result: Figures) -> str:
     lock_share = statistics.median(r["lock_s"] / r["elapsed_s"] for r in runs)
     return "\n".join([
         f"corpus: {result['corpus']}; {result['batch']} drops per message; median of {len(runs)} runs",
-        f"storage, one process (Celery concurrency {result['concurrency']}) through its queue: "
+        f"storage, one `newsflow storage` (Celery concurrency {result['concurrency']}) through its queue: "
         f"{rate:,.0f} drops/s (target 2,000), "
         f"{rate / naive:.2f}x a one-INSERT-per-article loop without any index ({naive:,.0f} drops/s)",
         f"  CPU per drop: storage {median(runs, 'storage_cpu_ms'):.3f} ms, "
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drops", type=int, default=3200, help="corpus size (default 3200)")
     parser.add_argument("--repeat", type=int, default=3, help="runs (default 3; the median is printed)")
     parser.add_argument("--batch", type=int, default=PipelineSettings().batch_size, help="drops per message")
-    parser.add_argument("--concurrency", type=int, default=1, help="storage pool processes (default 1, as deployed)")
+    parser.add_argument("--concurrency", type=int, default=StorageSettings().concurrency,
+                        help="storage pool processes (default: newsflow storage's, as deployed)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--logs", type=Path, help="keep the storage logs and drops in this folder")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14", help="Redis database to use (flushed)")
