@@ -38,11 +38,10 @@ def redact_url(url: str) -> str:
         return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
 
 
-def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(
         normalise_url(url),
         pool_size=pool_size,
-        max_overflow=max_overflow,
         pool_pre_ping=True,  # a PostgreSQL restart leaves dead pooled connections behind
         hide_parameters=True,  # article text and bytes never reach an error message
     )

@@ -122,8 +122,8 @@ class Settings(BaseSettings):
         description="Watched folders: a path, several separated by os.pathsep (':'), or a JSON list.")
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line (what containers want).")
-    api_workers: int = Field(1, ge=1, description="Processes of `newsflow api` serving its one port (uvicorn "
-                             "workers); each is one core's worth of requests.")
+    api_workers: int = Field(1, ge=1, description="Processes of `newsflow api` serving its one port (a socket "
+                             "each: services/api/serving.py); each is one core's worth of requests.")
     api_key_cache_s: float = Field(5.0, ge=0, description="How long an api process trusts a key it checked "
                                    "for reads: a revoked key still reads for at most this long (operator "
                                    "actions check the database every time); 0 checks every request.")
