@@ -2,7 +2,7 @@
 builds its `search_vector` (title weighted A, body B).
 
 Who makes it: the worker, in its hand-over transaction (`english`, one statement per batch), so that
-`to_tsvector`, a third of an article's insert, runs beside parsing and not in storage's serial path; storage
+`to_tsvector`, more than half of an article's insert, runs beside parsing and not in storage's serial path; storage
 writes the text it gets (and makes the vector itself for an outcome without one, from an older worker); the
 enrichment's update remakes it in the detected language's configuration."""
 

@@ -52,7 +52,6 @@ def parse_batch(drops: Sequence[tuple[int, bytes | None]], *, max_bytes: int) ->
     return [parse_one(drop_id, data, max_bytes, host) for drop_id, data in drops]
 
 
-
 def with_search_vectors(session: Session, outcomes: Sequence[DropOutcome]) -> list[DropOutcome]:
     """The outcomes, each article's with its search vector made by this worker's database (storage writes it as
     it is: the tokenising and stemming stay out of its serial path)."""
