@@ -7,9 +7,14 @@ of the two shingle sets), the final clusters do not depend on the order articles
 
 The lock is the one thing every storage process shares, so nothing per-article that can be done
 before it is done under it: the worker made the shingle set and the signature, storage derives
-the band keys and the statement's arrays before it locks, and under the lock there are a fixed
-number of statements per batch (look up and insert the keys, load the candidates' shingle sets,
-insert links, merge clusters) and a numpy intersection per candidate pair.
+the band keys and inserts them before it locks, and under the lock there are a fixed number of
+statements per batch (look up the keys, load the candidates' shingle sets, insert links, merge
+clusters) and a numpy intersection per candidate pair.
+
+Inserting the keys before the lock loses no pair: of two transactions, the one that takes the
+lock second looks its keys up after the first has committed, so it sees the first's keys (and
+the first, which could not see the second's uncommitted keys, did not link the pair: it is
+linked once).
 """
 
 from __future__ import annotations
@@ -37,13 +42,16 @@ LOCKED_AT = "index_locked_at"  # session.info key: perf_counter() when this tran
 # Statements carry the whole batch in arrays, sent in binary (shared.db.execute_batch): one fixed,
 # cached text each, however many articles (an IN list or a multi-row VALUES of hundreds of rows costs
 # more to build than to run).
-# Look up and insert the batch's band keys in one statement: the CTE's insert is not visible to the
-# lookup (one snapshot), so new articles of the same batch are paired in Python, before the lock.
-FIND_AND_INSERT_KEYS = (
-    "WITH k AS (SELECT * FROM unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[]) "
-    "AS k(id, band, bucket)), "
-    "added AS (INSERT INTO lsh_buckets (band, bucket, article_id) SELECT band, bucket, id FROM k) "
-    "SELECT DISTINCT k.id, b.article_id FROM k JOIN lsh_buckets b ON b.band = k.band AND b.bucket = k.bucket"
+# The batch's band keys go in before the lock (no other transaction can see them before the commit);
+# under it, one look-up finds every article sharing a key: those other transactions committed, and the
+# batch's own (each pair within it once, from its higher id).
+INSERT_KEYS = (
+    "INSERT INTO lsh_buckets (band, bucket, article_id) "
+    "SELECT * FROM unnest(%(bands)s::smallint[], %(buckets)s::bigint[], %(ids)s::bigint[])"
+)
+FIND_CANDIDATES = (
+    "SELECT DISTINCT k.id, b.article_id FROM unnest(%(ids)s::bigint[], %(bands)s::smallint[], %(buckets)s::bigint[]) "
+    "AS k(id, band, bucket) JOIN lsh_buckets b ON b.band = k.band AND b.bucket = k.bucket WHERE b.article_id <> k.id"
 )
 LOAD_SHINGLES = "SELECT id, shingles FROM articles WHERE id = ANY(%(ids)b::bigint[])"
 INSERT_LINKS = (
@@ -66,12 +74,11 @@ SET_CLUSTERS = (
 @dataclass(frozen=True)
 class IndexBatch:
     """New articles as the index takes them, everything per article prepared before the lock: shingle
-    sets, band keys (for the whole batch at once), the statement's arrays, and the pairs within the batch."""
+    sets, and band keys (for the whole batch at once) in the statements' arrays."""
 
     ids: list[int]
     shingles: dict[int, np.ndarray]
     key_arrays: dict[str, str]
-    pairs_within: dict[int, set[int]]
 
     @classmethod
     def of(cls, sketches: Sequence[tuple[int, bytes, bytes]]) -> IndexBatch:
@@ -83,37 +90,7 @@ class IndexBatch:
         arrays = {"ids": int_array(np.repeat(ids, BANDS).tolist()),
                   "bands": int_array(np.tile(np.arange(BANDS), len(ids)).tolist()),
                   "buckets": int_array(keys.ravel().tolist())}
-        return cls(ids, {i: shingles_from_bytes(s) for i, s, _ in ordered}, arrays, pairs_within(ids, keys))
-
-
-def pairs_within(ids: list[int], keys: np.ndarray) -> dict[int, set[int]]:
-    """For each article (`ids` ascending, `keys` one row of band keys each), the articles of the same batch
-    with a smaller id sharing a band key with it. All (band, key) cells are sorted at once; only the runs of
-    equal cells, rare, are walked in Python (a dict of every cell cost a fifth of a storage batch)."""
-    found: dict[int, set[int]] = {i: set() for i in ids}
-    if len(ids) < 2:
-        return found
-    count, bands = keys.shape
-    band_of, row_of, flat = np.tile(np.arange(bands), count), np.repeat(np.arange(count), bands), keys.ravel()
-    order = np.lexsort((row_of, flat, band_of))
-    same = (flat[order][1:] == flat[order][:-1]) & (band_of[order][1:] == band_of[order][:-1])
-    rows = row_of[order].tolist()
-    run: list[int] = []
-    previous = -2
-    for k in np.flatnonzero(same).tolist():  # cell k and k + 1 hold one key: a run of sharers
-        if k != previous + 1:
-            _pair_up(run, ids, found)
-            run = [rows[k]]
-        run.append(rows[k + 1])
-        previous = k
-    _pair_up(run, ids, found)
-    return found
-
-
-def _pair_up(rows: list[int], ids: list[int], found: dict[int, set[int]]) -> None:
-    """Rows that share one band key, ascending: each is paired with those before it."""
-    for i in range(1, len(rows)):
-        found[ids[rows[i]]].update(ids[r] for r in rows[:i])
+        return cls(ids, {i: shingles_from_bytes(s) for i, s, _ in ordered}, arrays)
 
 
 def lock_index(session: Session) -> None:
@@ -122,12 +99,20 @@ def lock_index(session: Session) -> None:
     session.info[LOCKED_AT] = time.perf_counter()
 
 
-def find_and_insert_keys(session: Session, batch: IndexBatch) -> dict[int, set[int]]:
-    """Add the batch's band keys to the index; returns each new article's candidates: indexed articles
-    sharing a key with it (each pair once), and new articles of the batch with a smaller id."""
-    found = {i: set(pairs) for i, pairs in batch.pairs_within.items()}
-    for article_id, candidate in execute_batch(session, FIND_AND_INSERT_KEYS, batch.key_arrays):
-        found[article_id].add(candidate)
+def add_keys(session: Session, batch: IndexBatch) -> None:
+    """Put the batch's band keys in the index: before the lock (index_articles looks them up under it)."""
+    if batch.ids:
+        execute_batch(session, INSERT_KEYS, batch.key_arrays)
+
+
+def find_candidates(session: Session, batch: IndexBatch) -> dict[int, set[int]]:
+    """Each new article's candidates: the articles sharing a band key with it, indexed by transactions that
+    committed, or of the batch with a smaller id (so each pair once)."""
+    own = set(batch.ids)
+    found: dict[int, set[int]] = {i: set() for i in batch.ids}
+    for article_id, candidate in execute_batch(session, FIND_CANDIDATES, batch.key_arrays):
+        if candidate < article_id or candidate not in own:
+            found[article_id].add(candidate)
     return found
 
 
@@ -193,13 +178,13 @@ def recluster(session: Session, article_ids: Iterable[int], links: Iterable[tupl
 
 
 def index_articles(session: Session, batch: IndexBatch, threshold: float) -> dict[tuple[int, int], float]:
-    """Add newly stored articles (each already its own cluster) to the index, link confirmed
-    near-duplicates, merge their clusters. Takes the index lock if the transaction does not hold it."""
+    """Link newly stored articles (each already its own cluster, its keys added: add_keys) to their confirmed
+    near-duplicates, and merge their clusters. Takes the index lock if the transaction does not hold it."""
     if not batch.ids:
         return {}
     if LOCKED_AT not in session.info:
         lock_index(session)
-    links = confirm(session, batch, find_and_insert_keys(session, batch), threshold)
+    links = confirm(session, batch, find_candidates(session, batch), threshold)
     if links:
         ordered = sorted(links.items())
         execute_batch(session, INSERT_LINKS, {
@@ -228,7 +213,9 @@ def rebuild(session: Session, threshold: float, *, page_size: int = 500) -> int:
         text("SELECT id, body, shingles, minhash FROM articles WHERE id > :last ORDER BY id LIMIT :n"),
         {"last": last_id, "n": page_size},
     ).all():
-        index_articles(session, IndexBatch.of([(row.id, *ensure_sketch(session, row)) for row in page]), threshold)
+        batch = IndexBatch.of([(row.id, *ensure_sketch(session, row)) for row in page])
+        add_keys(session, batch)
+        index_articles(session, batch, threshold)
         done += len(page)
         last_id = page[-1].id
         log.info("clusters rebuilt so far", extra={"articles": done})

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from shared.changes import Change, record_changes
-from shared.clusters import IndexBatch, index_articles, lock_index, recluster
+from shared.clusters import IndexBatch, add_keys, index_articles, lock_index, recluster
 from shared.db import execute_batch
 from shared.enrichment import queue_room
 from shared.records import DropOutcome, DropReason, DropStatus, ParsedArticle
@@ -231,6 +231,7 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
     updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
     lags = finish_drops(session, updates)
     fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
+    add_keys(session, fresh)
     existing = {h: r for h, r in rows.items() if h not in new}
     if fresh.ids or existing:
         lock_index(session)  # held to the commit: from here on, only what must be serialised

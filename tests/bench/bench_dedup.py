@@ -10,8 +10,8 @@ real shingle sets and MinHash (if that takes under FILLER_BUDGET_S); with random
 body, uniformly random uint32 signatures (which index like unrelated articles: their band keys are spread
 as real ones are) and an 8-byte shingle set (never a candidate, so never read). Each probe (half
 near-duplicates of an indexed original, half new wikinews articles) is inserted as storage would, its
-`index_articles` timed (lock, look-up and insert of its keys, confirmation, links, cluster merge), and
-rolled back.
+its keys added (before the lock, as storage does), `index_articles` timed (lock, look-up of its keys,
+confirmation, links, cluster merge), and rolled back.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from common import database
 from sqlalchemy import Engine, event, func, insert, or_, select, update
 
 from services.worker.parsing import parse_drop
-from shared.clusters import FIND_AND_INSERT_KEYS, IndexBatch, index_articles
-from shared.db import create_db_engine, create_session_factory, execute_batch
+from shared.clusters import IndexBatch, add_keys, find_candidates, index_articles
+from shared.db import create_db_engine, create_session_factory
 from shared.migrate import upgrade_to_head
 from shared.models import Article, ArticleLink
 from shared.records import ParsedArticle
@@ -49,12 +49,9 @@ WIKINEWS = Path(__file__).resolve().parents[1] / "data" / "wikinews"
 THRESHOLD = 0.8
 FILLER_BUDGET_S = 180.0
 CHUNK = 5000
-QUERIES = {"pg_advisory_xact_lock": "lock", "INSERT INTO lsh_buckets": "find and insert keys",
+QUERIES = {"pg_advisory_xact_lock": "lock", "JOIN lsh_buckets": "find keys",
            "SELECT id, shingles": "load candidates' shingles", "INSERT INTO article_links": "insert links",
            "FOR UPDATE": "recluster select", "UPDATE articles": "recluster update"}
-CANDIDATES = FIND_AND_INSERT_KEYS.split("SELECT DISTINCT")[0].split(", added AS")[0] + (
-    " SELECT count(DISTINCT b.article_id) FROM k JOIN lsh_buckets b ON b.band = k.band AND b.bucket = k.bucket"
-    " WHERE b.article_id <> k.id")
 Figures = dict[str, Any]
 KINDS = ("near", "new")
 FillerSource = tuple[list[str], list[int]]  # corpus words (with repeats), article lengths in words
@@ -170,7 +167,8 @@ def probe_once(session: Any, probe: Probe, clock: QueryClock) -> tuple[float, in
     article_id = session.execute(insert(Article).values(row).returning(Article.id)).scalar_one()
     session.execute(update(Article).where(Article.id == article_id).values(cluster_id=article_id))  # its own
     batch = IndexBatch.of([(article_id, probe.shingles, probe.minhash)])  # before the lock, as storage does
-    found = execute_batch(session, CANDIDATES, batch.key_arrays).scalar_one()
+    add_keys(session, batch)
+    found = len(find_candidates(session, batch)[article_id])
     clock.on = True
     start = time.perf_counter()
     index_articles(session, batch, THRESHOLD)
