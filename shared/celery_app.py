@@ -38,7 +38,9 @@ def create_celery(broker_url: str, *, name: str = "newsflow") -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT_S,
         task_time_limit=TASK_HARD_TIME_LIMIT_S,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # Bodies go to Redis as the JSON text they are, not base64 of it (kombu's default): a third smaller,
+        # and decoding base64 was 5% of a storage process's consumer (kombu reads either form).
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S, "body_encoding": "utf-8"},
         broker_connection_retry_on_startup=True,
         task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],
         task_routes={name.value: {"queue": queue.value} for name, queue in ROUTES.items()},
