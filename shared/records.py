@@ -102,9 +102,9 @@ class DropOutcome(BaseModel):
     minhash: str | None = Field(default=None, description="Base64 of the body's MinHash signature, 128 "
                                 "little-endian uint32.")
     parsed_by: str | None = Field(default=None, description="Hostname of the worker that parsed the drop.")
-    search_vector: str | None = Field(default=None, description="The article's search vector (`english`) in "
-                                      "PostgreSQL's text form, made by the worker's database: storage writes it "
-                                      "as it is (shared/search.py).")
+    search_vector: str | None = Field(default=None, description="Base64 of the article's search vector "
+                                      "(`english`) in PostgreSQL's binary form, made by the worker's database: "
+                                      "storage writes it as it is (shared/search.py).")
 
 
 class DropLineage(BaseModel):

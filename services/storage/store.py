@@ -32,7 +32,7 @@ from shared.clusters import IndexBatch, add_keys, index_articles, lock_index, re
 from shared.db import execute_batch
 from shared.enrichment import queue_room
 from shared.records import DropOutcome, DropReason, DropStatus, ParsedArticle
-from shared.search import CONFIG_OF_LANGUAGE_SQL, DEFAULT_CONFIG, search_vector_sql
+from shared.search import CONFIG_OF_LANGUAGE_SQL, DEFAULT_CONFIG, BinaryVector, search_vector_sql
 from shared.settings import PIPELINE_VERSION
 from shared.similarity import sketch
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 LOCK_QUEUED = ("SELECT id, sha256 FROM drops WHERE id = ANY(%(ids)b::bigint[]) AND status = 'queued' "
                "ORDER BY id FOR UPDATE")
 # Each article is its own cluster from the start (cluster_id = its id), so the index only merges. The search
-# vector is the worker's (made in its hand-over; here only for an outcome from an older worker), written in
+# vector is the worker's (made in its hand-over, in binary; here only for an outcome without one), written in
 # storage's transaction as `english` until enrichment knows the language. The first `room` new articles are
 # recorded as sent to enrichment in the same insert (sent after the commit; a later update of each row would
 # write all its index entries again), and the feed's `created` changes by the same statement.
@@ -51,13 +51,13 @@ INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, publish
                       paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
                       search_vector, enrich_sent_at)
 SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
-       %(version)s, COALESCE(n.v::tsvector, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}),
+       %(version)s, COALESCE(n.v, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}),
        CASE WHEN n.rank <= %(room)s THEN now() END
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, row_number() OVER (ORDER BY u.h) AS rank, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
                   %(warnings)b::text[], %(encodings)b::varchar[], %(minhashes)b::bytea[], %(shingles)b::bytea[],
-                  %(primaries)b::varchar[], %(vectors)b::text[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps, v)
+                  %(primaries)b::varchar[], %(vectors)b::tsvector[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps, v)
       ORDER BY u.h) n
 ON CONFLICT (content_hash) DO NOTHING
 RETURNING content_hash, id, enrich_sent_at IS NOT NULL AS sent),
@@ -94,6 +94,7 @@ class ArticleRow:
     primary_sha256: str
     shingles: bytes
     minhash: bytes
+    vector: BinaryVector | None
 
     @classmethod
     def of(cls, outcome: DropOutcome, primary_sha256: str) -> ArticleRow:
@@ -102,7 +103,7 @@ class ArticleRow:
             shingles, minhash = base64.b64decode(outcome.shingles), base64.b64decode(outcome.minhash)
         else:  # from a worker of an older version: compute it here, still before the lock
             shingles, minhash = sketch(outcome.article.body)
-        return cls(outcome, primary_sha256, shingles, minhash)
+        return cls(outcome, primary_sha256, shingles, minhash, BinaryVector.of(outcome.search_vector))
 
     @property
     def article(self) -> ParsedArticle:
@@ -137,7 +138,7 @@ def insert_articles(session: Session, rows: dict[str, ArticleRow], *, enrich_roo
     inserted = {row.content_hash: row for row in execute_batch(session, INSERT_ARTICLES, params | {
         "hashes": sorted(rows), "minhashes": [rows[h].minhash for h in sorted(rows)],
         "shingles": [rows[h].shingles for h in sorted(rows)],
-        "vectors": [rows[h].outcome.search_vector for h in sorted(rows)], "version": PIPELINE_VERSION,
+        "vectors": [rows[h].vector for h in sorted(rows)], "version": PIPELINE_VERSION,
         "room": enrich_room,
     })}
     missing = sorted(set(rows) - set(inserted))

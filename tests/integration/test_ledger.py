@@ -142,8 +142,12 @@ def test_the_workers_search_vector_is_the_one_storage_would_make(sessions, clean
         outcomes = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
         made = with_search_vectors(session, outcomes[:3])  # half from the worker, half left to storage
     assert all(o.search_vector for o in made) and not any(o.search_vector for o in outcomes[3:])
+    # A worker of the version before sent the text form: storage makes that one itself, as if it had none.
+    older = outcomes[3].model_copy(update={"search_vector": "'older':1A 'worker':2A"})
     with transaction(sessions) as session:
-        store_outcomes(session, made + outcomes[3:], threshold=0.8, max_unfinished=0)
+        store_outcomes(session, outcomes[4:], threshold=0.8, max_unfinished=0)  # a batch without any vector
+    with transaction(sessions) as session:
+        store_outcomes(session, [*made, older], threshold=0.8, max_unfinished=0)
     with sessions() as session:
         same = session.execute(text(
             "SELECT count(*) FROM articles WHERE search_vector = setweight(to_tsvector('english', title), 'A') "
