@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="One JSON object per log line (what containers want).")
     api_workers: int = Field(1, ge=1, description="Processes of `newsflow api` serving its one port (a socket "
                              "each: services/api/serving.py); each is one core's worth of requests.")
+    api_threads: int = Field(2, ge=1, description="Request threads of each api process, each with a pooled "
+                             "connection: enough to overlap one request's wait on PostgreSQL with another's "
+                             "Python; more only contend for the process's one interpreter lock.")
     api_key_cache_s: float = Field(5.0, ge=0, description="How long an api process trusts a key it checked "
                                    "for reads: a revoked key still reads for at most this long (operator "
                                    "actions check the database every time); 0 checks every request.")

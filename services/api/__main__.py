@@ -9,8 +9,7 @@ import argparse
 
 import uvicorn
 
-from services.api.serving import THREADS, run_processes, serving_app
-from shared.runtime import service_runtime
+from services.api.serving import api_runtime, run_processes, serving_app
 from shared.settings import API_PORT
 
 
@@ -20,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=API_PORT, help=f"port (default {API_PORT})")
     parser.add_argument("--workers", type=int, help="processes serving the port (default NEWSFLOW_API_WORKERS, 1)")
     args = parser.parse_args(argv)
-    runtime = service_runtime("api", pool_size=THREADS)
+    runtime = api_runtime()
     workers = args.workers or runtime.settings.api_workers
     if workers < 1:
         parser.error("--workers must be at least 1")

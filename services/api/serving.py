@@ -30,21 +30,30 @@ from shared.runtime import Runtime, service_runtime
 
 log = logging.getLogger(__name__)
 
-# Sync routes run in threads; each holds a pooled connection while it runs. As many connections as threads, so
-# no request waits for one and none is opened and closed per request: with SQLAlchemy's default pool (5, plus
-# 10 opened and closed as needed) under 20 concurrent clients, PostgreSQL forked a backend every few requests.
-# More threads than this would only queue for the same core (the routes are CPU-bound on this side).
-THREADS = 10
+
+
+def api_runtime() -> Runtime:
+    """An api process's runtime: sync routes run in `api_threads` threads, each holding a pooled connection while it
+    runs, so as many connections as threads: no request waits for one, and none is opened and closed per request
+    (with SQLAlchemy's default pool, 5 plus 10 opened and closed as needed, PostgreSQL forked a backend every few
+    requests under 20 concurrent clients)."""
+    runtime = service_runtime("api")
+    runtime.pool_size = runtime.settings.api_threads
+    return runtime
 
 
 def serving_app(runtime: Runtime | None = None) -> FastAPI:
     """The app as one api process serves it: its own runtime (engine, key cache) and its own heartbeat, node
     `api-PID@HOST`, so N processes on one port are N consumers of the status view, each with its own row."""
-    runtime = runtime or service_runtime("api", pool_size=THREADS)
+    runtime = runtime or api_runtime()
 
     @asynccontextmanager
     async def beating(_: FastAPI) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        # Threads, not the default 40: the routes are mostly Python, so threads beyond the few that overlap
+        # PostgreSQL's time only queue for the interpreter lock, and every hand-over of it costs. bench_api, list
+        # route, 2 processes on 2 cores: 10 threads each 583-705 requests/s, p99 120-190 ms; 2 threads 923-937/s,
+        # p99 38-45 ms (4: 671-731/s; 1: 682/s).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.api_threads
         heart = Heart(runtime.settings.require_urls()[0], node=f"api-{os.getpid()}@{socket.gethostname()}",
                       service="api").start()
         try:
