@@ -46,12 +46,18 @@ FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS u(id, n) JOIN articles a 
 RECORD_LIST = TypeAdapter(list[ArticleRecord])
 
 
+def records_json(session: Session, article_ids: list[int]) -> str:
+    """The consumer records of these articles, in this order (an unknown id is left out): the JSON array as
+    PostgreSQL built it, which the api sends as it is (validating it and writing it again was an eighth of the
+    api's CPU for a list page)."""
+    if not article_ids:
+        return "[]"
+    return session.connection().execute(RECORDS, {"ids": int_array(article_ids)}).scalar_one()
+
+
 def records_by_id(session: Session, article_ids: list[int]) -> list[ArticleRecord]:
     """The consumer records of these articles, in this order (an unknown id is left out)."""
-    if not article_ids:
-        return []
-    found = session.connection().execute(RECORDS, {"ids": int_array(article_ids)}).scalar_one()
-    return RECORD_LIST.validate_json(found)
+    return RECORD_LIST.validate_json(records_json(session, article_ids))
 
 
 def record_of(session: Session, article_id: int) -> ArticleRecord | None:

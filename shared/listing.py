@@ -26,7 +26,7 @@ from sqlalchemy import REAL, ColumnElement, Date, Float, Select, cast, func, lit
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.orm import Session
 
-from shared.export import records_by_id
+from shared.export import RECORD_LIST, records_json
 from shared.models import Article, ArticleEntity, Entity
 from shared.records import ArticleRecord
 from shared.search import ts_config
@@ -217,15 +217,26 @@ def phrase_window_statement(session: Session, query: ArticleQuery, after: ListCu
         tuple_(Article.sort_date, Article.id) >= tuple_(cast(literal(floor[0]), Date), literal(floor[1])))
 
 
-def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: str | None
-                  ) -> tuple[list[ArticleRecord], str | None]:
-    """One page of matches after the cursor, and the cursor of the next page (None after the last)."""
+@dataclass(frozen=True)
+class Page:
+    """One page of matches: their records as one JSON array, built by PostgreSQL (shared.export.records_json), and
+    the cursor of the next page (None after the last)."""
+
+    records_json: str
+    next_cursor: str | None
+
+    def records(self) -> list[ArticleRecord]:
+        return RECORD_LIST.validate_json(self.records_json)
+
+
+def list_articles(session: Session, query: ArticleQuery, *, limit: int, cursor: str | None) -> Page:
+    """One page of matches after the cursor."""
     query.check()
     after = ListCursor.decode(cursor, query.sort) if cursor else None
     rows = page_rows(session, query, after, limit)
     page = rows[:limit]
-    records = records_by_id(session, [row[0] for row in page])
+    found = records_json(session, [row[0] for row in page])
     if len(rows) <= limit:
-        return records, None
+        return Page(found, None)
     last = page[-1]
-    return records, ListCursor(query.sort, last[1], last[0]).encode()
+    return Page(found, ListCursor(query.sort, last[1], last[0]).encode())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -64,11 +65,13 @@ def articles(
                          cluster=cluster, canonical=canonical, sort=sort)
     try:
         with runtime.read_sessions() as session:
-            items, next_cursor = list_articles(session, query, limit=limit, cursor=cursor)
+            page = list_articles(session, query, limit=limit, cursor=cursor)
     except QueryError as e:
         raise HTTPException(400, str(e)) from e
-    # Serialized once, here: returning the model would have FastAPI validate every record again.
-    return Response(ArticlePage(items=items, next_cursor=next_cursor).model_dump_json(), media_type="application/json")
+    # An ArticlePage, written here around the records' JSON as PostgreSQL built it (shared.export): validating
+    # the records and writing them again cost an eighth of the route's CPU (the schema tests check the shape).
+    return Response(f'{{"items":{page.records_json},"next_cursor":{json.dumps(page.next_cursor)}}}',
+                    media_type="application/json")
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

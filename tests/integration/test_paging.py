@@ -61,9 +61,10 @@ def walk(sessions: sessionmaker[Session], query: ArticleQuery, limit: int, betwe
     cursor = None
     while True:
         with sessions() as session:
-            page, cursor = list_articles(session, query, limit=limit, cursor=cursor)
+            page = list_articles(session, query, limit=limit, cursor=cursor)
             total = session.execute(text("SELECT count(*) FROM articles")).scalar_one()
-        seen += [r.id for r in page]
+        seen += [r.id for r in page.records()]
+        cursor = page.next_cursor
         assert len(seen) <= total, f"the walk goes round: {seen[-3 * limit:]} (cursor {cursor})"
         if cursor is None:
             return seen
@@ -121,10 +122,10 @@ def pages_yield_every_match_exactly_once(sessions, seed: int, size: int, query: 
     rng = random.Random(seed)
     store_and_enrich(sessions, [random_spec(rng, DATES) for _ in range(size)], "corpus")
     with sessions() as session:
-        full, cursor = list_articles(session, query, limit=EVERYTHING, cursor=None)
+        full = list_articles(session, query, limit=EVERYTHING, cursor=None)
         expected = oracle(session, query)
-    assert cursor is None
-    full_ids = [r.id for r in full]
+    assert full.next_cursor is None
+    full_ids = [r.id for r in full.records()]
     if query.sort is Sort.PUBLISHED:
         assert full_ids == expected
     else:
