@@ -17,6 +17,7 @@ from shared.records import ParsedArticle
 from shared.similarity import (
     NUM_PERM,
     SEED,
+    _sorted_unique,
     band_keys,
     jaccard,
     shingle_hashes,
@@ -58,6 +59,15 @@ def test_jaccard_is_the_sets_jaccard(a: set[int], b: set[int]) -> None:
     arrays = [np.array(sorted(s), dtype=np.uint64) for s in (a, b, a | b)]
     assert jaccard(arrays[0], arrays[1]) == jaccard(arrays[1], arrays[0]) == expected
     assert jaccard(arrays[0], arrays[2]) == (len(a) / len(a | b) if a | b else 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**64 - 1])), max_size=80))
+def test_sorted_unique_is_numpys_unique(values: list[int]) -> None:
+    """Repeats, the extremes, one value, none: the sets storage compares must not change with the method."""
+    array = np.array(values, dtype=np.uint64)
+    found = _sorted_unique(array)
+    assert found.dtype == np.uint64 and found.tolist() == np.unique(array).tolist()
 
 
 def test_shingle_sets_are_sorted_unique_and_round_trip() -> None:
