@@ -63,7 +63,7 @@ INSERT_LINKS = (
 CLUSTERS_OF = "SELECT DISTINCT cluster_id FROM articles WHERE id = ANY(%(ids)b::bigint[])"
 MEMBERS_OF = (
     "SELECT id, cluster_id, is_canonical, published_on, content_hash FROM articles "
-    "WHERE cluster_id = ANY(%(clusters)b::bigint[]) ORDER BY id FOR UPDATE"
+    "WHERE cluster_id = ANY(%(clusters)b::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 )
 SET_CLUSTERS = (
     "UPDATE articles a SET cluster_id = u.cluster_id, is_canonical = (u.id = u.cluster_id) "

@@ -35,7 +35,7 @@ def entity_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, 
     return {(r.type, r.name): r.id for r in rows}
 
 
-LOCK_ARTICLES = "SELECT id FROM articles WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE"
+LOCK_ARTICLES = "SELECT id FROM articles WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 INSERT_LINKS = ("INSERT INTO article_entities (article_id, entity_id, count) "
                 "SELECT * FROM unnest(%(articles)s::bigint[], %(entities)s::bigint[], %(counts)s::int[]) "
                 "ON CONFLICT DO NOTHING")

@@ -9,12 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from services.storage.store import store_outcomes
+from services.storage.store import PRIMARIES, store_outcomes
 from services.worker.stage import load_queued, parse_batch
-from shared.clusters import rebuild
-from shared.db import transaction
+from shared.clusters import lock_index, rebuild, recluster
+from shared.db import execute_batch, transaction
 from shared.intake import read_file, register_reads
 from shared.ledger import dispatch
 from shared.models import Article, Drop
@@ -164,3 +164,23 @@ def test_two_near_duplicates_stored_at_the_same_instant_end_in_one_cluster(
 
     result = observed(sessions)
     assert len(result.clusters) == 1 and len(next(iter(result.clusters))) == 2
+
+
+def test_a_duplicate_drop_recorded_before_the_index_lock_does_not_block_the_holder(
+        pipeline: TestServers, clean_db: None, sessions, tmp_path: Path) -> None:
+    """A batch records a drop as a duplicate of article X (its foreign key takes a KEY SHARE lock on X) and then
+    waits for the index lock; the transaction that holds the lock must be able to lock X's cluster and X itself,
+    or each waits for the other until PostgreSQL breaks the deadlock."""
+    paths = write_drops(tmp_path / "families", build_families(1, seed=5))
+    one_worker_in_sorted_order(sessions, paths)
+    with sessions() as session:
+        article_id, drop_id = session.execute(text(
+            "SELECT a.id, d.id FROM articles a, drops d WHERE d.article_id <> a.id LIMIT 1")).one()
+    with transaction(sessions) as duplicate:  # the batch before its index lock, left open
+        duplicate.execute(text("UPDATE drops SET article_id = :a WHERE id = :d"), {"a": article_id, "d": drop_id})
+        with transaction(sessions) as holder:
+            holder.execute(text("SET LOCAL lock_timeout = '5s'"))  # a wait fails the test instead of hanging
+            lock_index(holder)
+            recluster(holder, [article_id])
+            assert execute_batch(holder, PRIMARIES, {"ids": [article_id]}).all()
+        duplicate.rollback()
