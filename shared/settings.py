@@ -33,10 +33,8 @@ class WatcherSettings(BaseModel):
 
 class PipelineSettings(BaseModel):
     max_bytes: int = Field(2 * 1024 * 1024, description="Files larger than this are rejected `too_large`.")
-    batch_size: int = Field(200, description="Drops carried per message (and per transaction), and articles per "
-                            "enrichment message: against 100, 200 gave the parse and store stages 10-15% more drops "
-                            "per CPU-second (bench_pipeline: the pipeline went from 0.95-0.97x the datasketch script "
-                            "to 1.08-1.11x); a drop still waits at most batch_wait_s for its batch.")
+    batch_size: int = Field(100, description="Drops carried per message (and per transaction): 100 keeps a "
+                            "Celery hop and a storage transaction well under 10% of a drop's cost (bench_storage).")
     batch_wait_s: float = Field(0.2, description="Longest a ready drop waits for its batch to fill.")
     lease_s: float = Field(60.0, description="A drop or article a worker picked up and did not finish in this "
                            "long is sent again; one never picked up is sent again this long after its message, if "
