@@ -94,11 +94,25 @@ def cell(driver, selector: str) -> str:
 
 def press(driver, button) -> None:
     """Click a form's button and wait for the page it leads to (a click does not wait for the navigation)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def left_behind(_) -> bool:
+        """The button is no longer in the page. Mid-navigation Chrome sometimes says so with an inspector error
+        ("Node with given id does not belong to the document") instead of a stale element, which selenium's
+        staleness_of lets through (one CI run failed on it)."""
+        try:
+            button.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" not in str(e):
+                raise
+            return True
+        return False
+
     button.click()
-    WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, WAIT_S).until(left_behind)
 
 
 def sign_in(driver, base: str, key: str) -> None:
