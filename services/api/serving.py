@@ -31,7 +31,6 @@ from shared.runtime import Runtime, service_runtime
 log = logging.getLogger(__name__)
 
 
-
 def api_runtime() -> Runtime:
     """An api process's runtime: sync routes run in `api_threads` threads, each holding a pooled connection while it
     runs, so as many connections as threads: no request waits for one, and none is opened and closed per request
