@@ -65,7 +65,7 @@ class Runtime:
         return self._sessions[1], self._sessions[2]
 
 
-def service_runtime(service: str, *, pool_size: int = 5) -> Runtime:
+def service_runtime(service: str, *, pool_size: Callable[[Settings], int] = lambda _: 5) -> Runtime:
     """What every service's main() starts with: settings, logging, and the servers' URLs present."""
     settings = Settings()
     setup_logging(service, level=settings.log_level, json_lines=settings.log_json)
@@ -74,7 +74,7 @@ def service_runtime(service: str, *, pool_size: int = 5) -> Runtime:
             f"newsflow {service}: set NEWSFLOW_DATABASE_URL and NEWSFLOW_BROKER_URL "
             "(or run `newsflow up`, which starts embedded servers and every service)"
         )
-    return Runtime(settings, pool_size=pool_size)
+    return Runtime(settings, pool_size=pool_size(settings))
 
 
 def run_consumer(service: str, queue: Queue, register: Callable[[Celery, Runtime], None], *, doc: str,

@@ -36,9 +36,7 @@ def api_runtime() -> Runtime:
     runs, so as many connections as threads: no request waits for one, and none is opened and closed per request
     (with SQLAlchemy's default pool, 5 plus 10 opened and closed as needed, PostgreSQL forked a backend every few
     requests under 20 concurrent clients)."""
-    runtime = service_runtime("api")
-    runtime.pool_size = runtime.settings.api_threads
-    return runtime
+    return service_runtime("api", pool_size=lambda settings: settings.api_threads)
 
 
 def serving_app(runtime: Runtime | None = None) -> FastAPI:
