@@ -21,7 +21,7 @@ from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.celery_app import queue_depth
-from shared.db import seconds, transaction
+from shared.db import among, seconds, transaction
 from shared.ledger import MAX_RETRIES, chunked
 from shared.models import Article
 from shared.queues import Queue, TaskName
@@ -157,12 +157,12 @@ def requeue_failed_enrichment(session: Session, article_ids: Sequence[int] = ())
 
 def failed_enrichments(session: Session, article_ids: Sequence[int]) -> list[tuple[int, str]]:
     rows = session.execute(select(Article.id, Article.enrichment_error).where(
-        Article.id.in_(article_ids), Article.enrichment_status == EnrichmentStatus.FAILED).order_by(Article.id))
+        among(Article.id, article_ids), Article.enrichment_status == EnrichmentStatus.FAILED).order_by(Article.id))
     return [(r.id, r.enrichment_error or "") for r in rows]
 
 
 def count_unenriched(session: Session, article_ids: Sequence[int] | None = None, version: str | None = None) -> int:
     query = select(func.count()).select_from(Article).where(needs_enrichment(version))
     if article_ids is not None:
-        query = query.where(Article.id.in_(article_ids))
+        query = query.where(among(Article.id, article_ids))
     return session.execute(query).scalar_one()

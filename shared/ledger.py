@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -26,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.celery_app import queue_depth
-from shared.db import seconds, transaction
+from shared.db import among, seconds, transaction
 from shared.intake import read_file
 from shared.models import Blob, Drop
 from shared.queues import STAGE_QUEUES, TaskName
@@ -133,13 +132,6 @@ def unfinished_drops(session: Session) -> int:
     return session.execute(UNFINISHED).scalar_one()
 
 
-def status_counts(session: Session, drop_ids: Sequence[int]) -> Counter[DropStatus]:
-    rows = session.execute(
-        select(Drop.status, func.count()).where(Drop.id.in_(drop_ids)).group_by(Drop.status)
-    ).all()
-    return Counter({DropStatus(status): count for status, count in rows})
-
-
 REPLAYABLE = (DropStatus.REJECTED, DropStatus.FAILED)
 
 
@@ -149,7 +141,7 @@ def select_replayable(session: Session, *, statuses: Sequence[DropStatus] = REPL
     if reason:
         query = query.where(Drop.reason == reason)
     if ids:
-        query = query.where(Drop.id.in_(ids))
+        query = query.where(among(Drop.id, ids))
     return list(session.execute(query).scalars())
 
 
@@ -197,7 +189,7 @@ def requeue_for_replay(session: Session, drops: Sequence[Drop], *, max_bytes: in
     problems = missing_bytes(session, drops, max_bytes)
     ids = [d.id for d in drops if d.id not in problems]
     if ids:
-        session.execute(update(Drop).where(Drop.id.in_(ids)).values(
+        session.execute(update(Drop).where(among(Drop.id, ids)).values(
             status=DropStatus.QUEUED, reason=None, detail=None, article_id=None, finished_at=None, retries=0,
             stage=Stage.PARSE, sent_at=func.now(), picked_at=None, lease_expires_at=None,
         ))
@@ -207,6 +199,6 @@ def requeue_for_replay(session: Session, drops: Sequence[Drop], *, max_bytes: in
 def fail_drops(runtime: Runtime, drop_ids: Sequence[int], error: str) -> None:
     """A permanent error at a task boundary: its drops end `failed` with the error kept (replayable)."""
     with transaction(runtime.sessions) as session:
-        session.execute(update(Drop).where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED).values(
+        session.execute(update(Drop).where(among(Drop.id, drop_ids), Drop.status == DropStatus.QUEUED).values(
             status=DropStatus.FAILED, reason=DropReason.ERROR, detail=error[:2000], finished_at=func.now()))
     log.error("drops failed", extra={"drop_ids": list(drop_ids), "error": error})

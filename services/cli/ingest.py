@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from shared.db import among
 from shared.enrichment import count_unenriched, failed_enrichments, reconcile_enrichment
 from shared.errors import SystemFailure, TransientError, transient_boundary
 from shared.intake import TAKE_FILES, iter_candidates, take_files
-from shared.ledger import dispatch, reconcile, status_counts, unfinished_drops
+from shared.ledger import dispatch, reconcile, unfinished_drops
 from shared.models import Drop
-from shared.records import TERMINAL_STATUSES, DropStatus
+from shared.records import DropStatus
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,19 @@ class Waiter:
 
 
 def wait_until_terminal(waiter: Waiter, report: IngestReport) -> None:
-    terminal = {s.value for s in TERMINAL_STATUSES}
+    """Poll the drops still queued only: a drop that ended stays ended, so each poll costs what is left."""
     runtime = waiter.runtime
+    pending, ended = list(report.drop_ids), Counter[str]()
 
     def remaining() -> int:
+        nonlocal pending
         with runtime.sessions() as session:
-            report.counts = Counter({s.value: n for s, n in status_counts(session, report.drop_ids).items()})
-        return len(report.drop_ids) - sum(n for status, n in report.counts.items() if status in terminal)
+            now_ended = dict(session.execute(select(Drop.id, Drop.status).where(
+                among(Drop.id, pending), Drop.status != DropStatus.QUEUED)).tuples().all())
+        ended.update(status.value for status in now_ended.values())
+        pending = [i for i in pending if i not in now_ended]
+        report.counts = ended + Counter({DropStatus.QUEUED.value: len(pending)})
+        return len(pending)
 
     waiter.until("drops finished", len(report.drop_ids), remaining, lambda: reconcile(runtime))
     report.last_terminal = time.monotonic()
@@ -139,7 +146,7 @@ def wait_until_enriched(waiter: Waiter, report: IngestReport) -> None:
     runtime = waiter.runtime
     with runtime.sessions() as session:
         article_ids = [i for i in session.execute(
-            select(Drop.article_id).where(Drop.id.in_(report.drop_ids), Drop.status == DropStatus.STORED)
+            select(Drop.article_id).where(among(Drop.id, report.drop_ids), Drop.status == DropStatus.STORED)
         ).scalars() if i is not None]
 
     def remaining() -> int:
@@ -156,7 +163,7 @@ def collect_problems(runtime: Runtime, drop_ids: Sequence[int], report: IngestRe
     with runtime.sessions() as session:
         rows = session.execute(
             select(Drop.path, Drop.status, Drop.reason, Drop.detail)
-            .where(Drop.id.in_(drop_ids), Drop.status.in_([DropStatus.REJECTED, DropStatus.FAILED,
+            .where(among(Drop.id, drop_ids), Drop.status.in_([DropStatus.REJECTED, DropStatus.FAILED,
                                                             DropStatus.VANISHED]))
             .order_by(Drop.path)
         ).all()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.worker.parsing import parse_drop
+from shared.db import among
 from shared.models import Blob, Drop
 from shared.records import DropOutcome, DropReason, DropStatus, Rejection
 from shared.search import search_vectors
@@ -24,7 +25,7 @@ def load_queued(session: Session, drop_ids: Sequence[int]) -> list[tuple[int, by
     rows = session.execute(
         select(Drop.id, Blob.data)
         .outerjoin(Blob, Blob.sha256 == Drop.sha256)
-        .where(Drop.id.in_(drop_ids), Drop.status == DropStatus.QUEUED)
+        .where(among(Drop.id, drop_ids), Drop.status == DropStatus.QUEUED)
         .order_by(Drop.id)
     ).all()
     return [(row.id, row.data) for row in rows]
