@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, ColumnElement, CursorResult, Engine, any_, cast, create_engine, literal
+from sqlalchemy import BigInteger, ColumnElement, CursorResult, Engine, any_, create_engine, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
@@ -73,10 +73,12 @@ def int_array(values: Iterable[int]) -> str:
 
 
 def among(column: ColumnElement[int] | QueryableAttribute[int], ids: Iterable[int]) -> ColumnElement[bool]:
-    """`column = ANY(ids)`, the ids in one array parameter (int_array). `column.in_(ids)` renders a parameter
-    per id, which SQLAlchemy renders and psycopg and PostgreSQL parse again on every call: polling 3,200 drops
-    ten times a second that way was most of `newsflow ingest --wait`'s CPU."""
-    return column == any_(cast(literal(int_array(ids)), ARRAY(BigInteger)))
+    """`column = ANY(ids)`, the ids in one `bigint[]` parameter. `column.in_(ids)` renders a parameter per id,
+    which SQLAlchemy renders and psycopg and PostgreSQL parse again on every call: polling 3,200 drops ten times
+    a second that way was most of `newsflow ingest --wait`'s CPU. Typed as an array, not text cast to one: a
+    cast of text is evaluated per row, and the planner then neither hashes the ids nor counts them (a
+    sequential scan comparing every row with every id: 750 ms for 3,200 ids)."""
+    return column == any_(literal(list(ids), ARRAY(BigInteger)))
 
 
 def seconds(value: float) -> timedelta:

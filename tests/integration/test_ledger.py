@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from services.storage.store import store_outcomes
 from services.worker.stage import load_queued, parse_batch, with_search_vectors
 from shared.clusters import rebuild
-from shared.db import transaction
+from shared.db import among, transaction
 from shared.enrichment import dispatch_enrichment, pick_up_enrichment, reconcile_enrichment
 from shared.intake import read_file, register_reads
 from shared.ledger import MAX_RETRIES, claim_for_resend, pick_up
@@ -180,3 +180,17 @@ def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(server
         sent = session.execute(text("SELECT count(*) FROM articles WHERE enrich_sent_at IS NOT NULL")).scalar_one()
     assert sent == 20
     assert redis.Redis.from_url(broker_url).llen(Queue.ENRICH.value) == 2  # two messages, never a flood
+
+
+def test_among_matches_exactly_the_ids_given(sessions, clean_db, tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.txt" for i in range(3)]
+    for path in paths:
+        path.write_bytes(REFERENCE.read_bytes())
+    ids = sorted(r.drop_id for r in register(sessions, *paths))
+    with sessions() as session:
+        def found(wanted: list[int]) -> list[int]:
+            return list(session.execute(select(Drop.id).where(among(Drop.id, wanted)).order_by(Drop.id)).scalars())
+
+        assert found(ids) == ids
+        assert found([ids[2], 10**12, ids[0], ids[0]]) == [ids[0], ids[2]]
+        assert found([]) == []
