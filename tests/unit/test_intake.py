@@ -2,6 +2,7 @@
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,17 @@ def test_oversized_file_is_hashed_not_loaded(tmp_path: Path) -> None:
     assert read.data is None
     assert read.size == 10 * 1024 * 1024
     assert read.sha256 and len(read.sha256) == 64
+
+
+@pytest.mark.parametrize("written", [3000, 5000])
+def test_a_file_that_grows_after_its_stat_is_read_whole_up_to_the_limit(tmp_path: Path, written: int) -> None:
+    path = tmp_path / "growing.txt"  # a FIFO: its stat says 0 bytes, and the writer's bytes come after
+    os.mkfifo(path)
+    writer = threading.Thread(target=path.write_bytes, args=(b"x" * written,))
+    writer.start()
+    read = read_file(path, max_bytes=4096)
+    writer.join(timeout=5)
+    assert read.data == b"x" * min(written, 4097)  # one byte over the limit says it is too large
 
 
 def test_vanished_file_is_reported_not_raised(tmp_path: Path) -> None:
