@@ -21,7 +21,7 @@ from shared.migrate import alembic_config
 from tests.conftest import ADMIN_URL
 from tests.corpora import Spec, enrich, store, store_and_enrich
 from tests.integration.test_api import running_api
-from tests.support import TestServers, scratch_database, truncate_all
+from tests.support import ROOT, TestServers, scratch_database, truncate_all
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +218,37 @@ def test_migration_0008_goes_down_and_up_again(database_url: str) -> None:
             assert conn.execute("SELECT count(*) FROM reader.articles").fetchone()[0] == 1
             assert conn.execute("SELECT has_table_privilege('newsflow_reader', 'reader.articles', 'SELECT')"
                                 ).fetchone()[0]
+
+
+def test_migration_0009_moves_search_vectors_into_the_row(database_url: str) -> None:
+    """An article's vector, stored out of line (TOAST) before 0009, is in its row after it, unchanged; the
+    downgrade restores the storage setting."""
+    body = (ROOT / "tests" / "data" / "wikinews").glob("*.txt").__next__().read_text()
+    chunks = "SELECT count(*) FROM pg_toast.pg_toast_{}".format
+
+    def setting(conn: psycopg.Connection) -> str:
+        return conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = 'articles'::regclass "
+                            "AND attname = 'search_vector'").fetchone()[0]
+
+    with scratch_database(ADMIN_URL, f"newsflow_test_mig_{uuid.uuid4().hex[:8]}") as url:
+        command.upgrade(alembic_config(url), "0008")
+        with psycopg.connect(url, autocommit=True) as conn:
+            table = conn.execute("SELECT 'articles'::regclass::oid").fetchone()[0]
+            conn.execute("INSERT INTO articles (content_hash, title, paragraphs, body, encoding, pipeline_version, "
+                         "search_vector) VALUES ('h', 'A title', '[]', %(b)s, 'utf-8', '1', to_tsvector(%(b)s))",
+                         {"b": body})
+            vector, before = conn.execute("SELECT search_vector::text FROM articles").fetchone()[0], \
+                conn.execute(chunks(table)).fetchone()[0]
+            size = conn.execute("SELECT pg_column_size(search_vector) FROM articles").fetchone()[0]
+        assert size > 2000, "the test's vector is too small to be stored out of line"
+        command.upgrade(alembic_config(url), "head")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert setting(conn) == "m"
+            assert conn.execute("SELECT search_vector::text FROM articles").fetchone()[0] == vector
+            assert conn.execute(chunks(table)).fetchone()[0] < before  # the vector's chunks are gone
+        command.downgrade(alembic_config(url), "0008")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert setting(conn) == "x"
 
 
 def test_the_search_vector_follows_the_language(sessions) -> None:
