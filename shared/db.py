@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, CursorResult, Engine, any_, create_engine, literal
+from sqlalchemy import BigInteger, ColumnElement, CursorResult, Engine, any_, create_engine, event, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 
 def normalise_url(url: str) -> str:
@@ -39,13 +43,38 @@ def redact_url(url: str) -> str:
         return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
 
 
+IDLE_PING_S = 1.0
+
+
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    return create_engine(
+    engine = create_engine(
         normalise_url(url),
         pool_size=pool_size,
-        pool_pre_ping=True,  # a PostgreSQL restart leaves dead pooled connections behind
         hide_parameters=True,  # article text and bytes never reach an error message
     )
+    ping_idle_connections(engine)
+    return engine
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """A PostgreSQL restart leaves dead pooled connections behind: one that sat idle in the pool for over
+    IDLE_PING_S is pinged on checkout and replaced if dead (SQLAlchemy's pool_pre_ping, but not on every
+    checkout: a busy api paid a round trip per request). A connection checked in less than IDLE_PING_S ago
+    that turns out dead fails its statement once, and that error discards every pooled connection."""
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+        if time.monotonic() - record.info.get("checked_in_at", 0.0) > IDLE_PING_S:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error as e:
+                raise DisconnectionError(str(e)) from e
+            if not alive:
+                raise DisconnectionError("ping failed")
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:
