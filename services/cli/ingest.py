@@ -163,8 +163,8 @@ def collect_problems(runtime: Runtime, drop_ids: Sequence[int], report: IngestRe
     with runtime.sessions() as session:
         rows = session.execute(
             select(Drop.path, Drop.status, Drop.reason, Drop.detail)
-            .where(among(Drop.id, drop_ids), Drop.status.in_([DropStatus.REJECTED, DropStatus.FAILED,
-                                                            DropStatus.VANISHED]))
+            .where(among(Drop.id, drop_ids),
+                   Drop.status.in_([DropStatus.REJECTED, DropStatus.FAILED, DropStatus.VANISHED]))
             .order_by(Drop.path)
         ).all()
     report.problems = [(r.path, r.status.value, r.reason or "", r.detail or "") for r in rows]
