@@ -223,7 +223,7 @@ def test_migration_0008_goes_down_and_up_again(database_url: str) -> None:
 def test_migration_0009_moves_search_vectors_into_the_row(database_url: str) -> None:
     """An article's vector, stored out of line (TOAST) before 0009, is in its row after it, unchanged; the
     downgrade restores the storage setting."""
-    body = (ROOT / "tests" / "data" / "wikinews").glob("*.txt").__next__().read_text()
+    body = sorted((ROOT / "tests" / "data" / "wikinews").glob("*.txt"))[0].read_text()  # the same one everywhere
     chunks = "SELECT count(*) FROM pg_toast.pg_toast_{}".format
 
     def setting(conn: psycopg.Connection) -> str:
@@ -237,8 +237,8 @@ def test_migration_0009_moves_search_vectors_into_the_row(database_url: str) -> 
             conn.execute("INSERT INTO articles (content_hash, title, paragraphs, body, encoding, pipeline_version, "
                          "search_vector) VALUES ('h', 'A title', '[]', %(b)s, 'utf-8', '1', to_tsvector(%(b)s))",
                          {"b": body})
-            vector, before = conn.execute("SELECT search_vector::text FROM articles").fetchone()[0], \
-                conn.execute(chunks(table)).fetchone()[0]
+            vector = conn.execute("SELECT search_vector::text FROM articles").fetchone()[0]
+            before = conn.execute(chunks(table)).fetchone()[0]
             size = conn.execute("SELECT pg_column_size(search_vector) FROM articles").fetchone()[0]
         assert size > 2000, "the test's vector is too small to be stored out of line"
         command.upgrade(alembic_config(url), "head")
