@@ -233,7 +233,8 @@ def store_outcomes(session: Session, outcomes: Sequence[DropOutcome], *, thresho
     rows = {h: ArticleRow.of(o, shas[o.drop_id]) for h, o in best.items()}
     room = queue_room(session, max_unfinished) if rows else 0
     ids, new = insert_articles(session, rows, enrich_room=room)
-    updates = [drop_update(o, ids, {h: best[h].drop_id for h in new}) for o in todo]
+    stored_by = {h: best[h].drop_id for h in new}
+    updates = [drop_update(o, ids, stored_by) for o in todo]
     lags = finish_drops(session, updates)
     fresh = IndexBatch.of([(ids[h], rows[h].shingles, rows[h].minhash) for h in new])
     add_keys(session, fresh)
