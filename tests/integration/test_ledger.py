@@ -20,6 +20,7 @@ from shared.queues import Queue
 from shared.records import DropOutcome, DropStatus, Stage
 from shared.runtime import Runtime
 from shared.settings import PipelineSettings
+from shared.similarity import sketch
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -153,6 +154,24 @@ def test_the_workers_search_vector_is_the_one_storage_would_make(sessions, clean
             "SELECT count(*) FROM articles WHERE search_vector = setweight(to_tsvector('english', title), 'A') "
             "|| setweight(to_tsvector('english', body), 'B')")).scalar_one()
     assert same == 6
+
+
+def test_an_outcome_without_a_sketch_gets_one_and_links_to_its_near_copy(sessions, clean_db, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(REFERENCE.read_bytes())
+    (tmp_path / "b.txt").write_bytes(REFERENCE.read_bytes().replace(b"The treaty, signed", b"The pact, signed"))
+    ids = [r.drop_id for r in register(sessions, tmp_path / "a.txt", tmp_path / "b.txt")]
+    with sessions() as session:
+        made, older = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
+    assert made.shingles and made.minhash  # sent in base64, decoded by PostgreSQL (and here for the candidate)
+    older = older.model_copy(update={"shingles": None, "minhash": None})  # a worker of an older version
+    with transaction(sessions) as session:
+        store_outcomes(session, [made], threshold=0.8, max_unfinished=0)
+    with transaction(sessions) as session:
+        store_outcomes(session, [older], threshold=0.8, max_unfinished=0)
+    with sessions() as session:
+        articles = session.execute(select(Article).order_by(Article.id)).scalars().all()
+    assert [(a.shingles, a.minhash) for a in articles] == [sketch(a.body) for a in articles]
+    assert len({a.cluster_id for a in articles}) == 1 and articles[0].shingles != articles[1].shingles
 
 
 def test_the_enrichment_queue_is_bounded_and_the_rest_waits_in_the_ledger(servers, sessions, clean_db,
