@@ -81,19 +81,19 @@ class IndexBatch:
     sets, and band keys (for the whole batch at once) in the statements' arrays."""
 
     ids: list[int]
-    shingles: dict[int, bytes | str]  # as stored, or base64: decoded only for articles with candidates
+    shingles: dict[int, np.ndarray]
     key_arrays: dict[str, str | int]
 
     @classmethod
-    def of(cls, sketches: Sequence[tuple[int, bytes | str, bytes]]) -> IndexBatch:
-        """From (article id, shingle set as stored or in base64, signature as stored)."""
+    def of(cls, sketches: Sequence[tuple[int, bytes, bytes]]) -> IndexBatch:
+        """From (article id, shingle set, signature) as stored."""
         ordered = sorted(sketches)
         ids = [i for i, _, _ in ordered]
         keys = band_keys(signature_from_bytes(b"".join(m for _, _, m in ordered)).reshape(len(ordered), -1)
                          ) if ordered else np.empty((0, BANDS), dtype=np.int64)
         arrays: dict[str, str | int] = {"ids": int_array(ids), "bands": BANDS,
                                         "buckets": int_array(keys.ravel().tolist())}
-        return cls(ids, {i: s for i, s, _ in ordered}, arrays)
+        return cls(ids, {i: shingles_from_bytes(s) for i, s, _ in ordered}, arrays)
 
 
 def lock_index(session: Session) -> None:
@@ -123,9 +123,8 @@ def confirm(session: Session, batch: IndexBatch, found: dict[int, set[int]], thr
             ) -> dict[tuple[int, int], float]:
     """Exact Jaccard of every candidate pair, from stored shingle sets: the links (low id, high id) at or
     above the threshold."""
-    wanted = set().union(*found.values(), (i for i, candidates in found.items() if candidates))
-    sets = {i: shingles_from_bytes(batch.shingles[i]) for i in wanted & batch.shingles.keys()}
-    others = sorted(wanted - batch.shingles.keys())
+    sets = dict(batch.shingles)
+    others = sorted(set().union(*found.values()) - set(sets)) if found else []
     if others:
         for article_id, data in execute_batch(session, LOAD_SHINGLES, {"ids": others}):
             sets[article_id] = shingles_from_bytes(data)

@@ -27,7 +27,6 @@ articles (J near 0) are almost never compared exactly.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import re
 
@@ -135,9 +134,8 @@ def shingles_bytes(shingles: np.ndarray) -> bytes:
     return shingles.astype("<u8").tobytes()
 
 
-def shingles_from_bytes(data: bytes | str) -> np.ndarray:
-    """A shingle set from its bytes, or from their base64 as a worker sends them (DropOutcome.shingles)."""
-    return np.frombuffer(binascii.a2b_base64(data) if isinstance(data, str) else data, dtype="<u8")
+def shingles_from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<u8")
 
 
 def signature_bytes(sig: np.ndarray) -> bytes:

@@ -50,14 +50,13 @@ WITH inserted AS (
 INSERT INTO articles (id, cluster_id, is_canonical, content_hash, title, published_on, source, source_raw, dateline,
                       paragraphs, body, warnings, encoding, minhash, shingles, primary_sha256, pipeline_version,
                       search_vector, enrich_sent_at)
-SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m,
-       decode(n.sh, 'base64'), n.ps,
+SELECT n.id, n.id, true, n.h, n.t, n.p, n.s, n.sr, n.d, n.par::jsonb, n.b, n.w::jsonb, n.e, n.m, n.sh, n.ps,
        %(version)s, COALESCE(n.v, {search_vector_sql(f"'{DEFAULT_CONFIG}'::regconfig", "n.t", "n.b")}),
        CASE WHEN n.rank <= %(room)s THEN now() END
 FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id, row_number() OVER (ORDER BY u.h) AS rank, u.*
       FROM unnest(%(hashes)b::varchar[], %(titles)b::text[], %(dates)b::date[], %(sources)b::text[],
                   %(sources_raw)b::text[], %(datelines)b::text[], %(paragraphs)b::text[], %(bodies)b::text[],
-                  %(warnings)b::text[], %(encodings)b::varchar[], %(minhashes)b::bytea[], %(shingles)b::text[],
+                  %(warnings)b::text[], %(encodings)b::varchar[], %(minhashes)b::bytea[], %(shingles)b::bytea[],
                   %(primaries)b::varchar[], %(vectors)b::tsvector[]) AS u(h, t, p, s, sr, d, par, b, w, e, m, sh, ps, v)
       ORDER BY u.h) n
 ON CONFLICT (content_hash) DO NOTHING
@@ -97,18 +96,17 @@ class ArticleRow:
 
     outcome: DropOutcome
     primary_sha256: str
-    shingles: str  # base64, as the worker sends it: decoded by PostgreSQL in the insert (a tenth of storage's
-    minhash: bytes  # Python time went to decoding them), and here only for articles with candidates
+    shingles: bytes
+    minhash: bytes
     vector: BinaryVector | None
 
     @classmethod
     def of(cls, outcome: DropOutcome, primary_sha256: str) -> ArticleRow:
         assert outcome.article is not None
         if outcome.shingles and outcome.minhash:
-            shingles, minhash = outcome.shingles, base64.b64decode(outcome.minhash)
+            shingles, minhash = base64.b64decode(outcome.shingles), base64.b64decode(outcome.minhash)
         else:  # from a worker of an older version: compute it here, still before the lock
-            raw, minhash = sketch(outcome.article.body)
-            shingles = base64.b64encode(raw).decode()
+            shingles, minhash = sketch(outcome.article.body)
         return cls(outcome, primary_sha256, shingles, minhash, BinaryVector.of(outcome.search_vector))
 
     @property

@@ -162,7 +162,7 @@ def test_an_outcome_without_a_sketch_gets_one_and_links_to_its_near_copy(session
     ids = [r.drop_id for r in register(sessions, tmp_path / "a.txt", tmp_path / "b.txt")]
     with sessions() as session:
         made, older = parse_batch(load_queued(session, ids), max_bytes=MAX_BYTES)
-    assert made.shingles and made.minhash  # sent in base64, decoded by PostgreSQL (and here for the candidate)
+    assert made.shingles and made.minhash
     older = older.model_copy(update={"shingles": None, "minhash": None})  # a worker of an older version
     with transaction(sessions) as session:
         store_outcomes(session, [made], threshold=0.8, max_unfinished=0)
