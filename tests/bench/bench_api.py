@@ -149,7 +149,10 @@ def follow_feed(base: str, key: str, limit: int) -> tuple[int, float]:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         start = time.perf_counter()
         while True:
-            page = http.get("/v1/changes", params={"limit": limit, **({"after": cursor} if cursor else {})}).json()
+            response = http.get("/v1/changes", params={"limit": limit, **({"after": cursor} if cursor else {})})
+            if response.status_code != 200:
+                raise RuntimeError(f"the change feed answered {response.status_code}: {response.text[:500]}")
+            page = response.json()
             if not page["items"]:
                 return served, time.perf_counter() - start
             served += len(page["items"])
