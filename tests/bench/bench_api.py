@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -52,6 +51,7 @@ from shared.listing import ArticleQuery, Sort, entity_ids, page_statement, phras
 from shared.migrate import upgrade_to_head
 from shared.models import ApiKey
 from shared.search import search_vector_sql
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WIKINEWS = ROOT / "tests" / "data" / "wikinews"
@@ -190,13 +190,6 @@ def explain(url: str, keyword: str) -> None:
             indexes = sorted(set(re.findall(r'"Index Name": "([^"]+)"', json.dumps(plan))))
             print(f"{name:32} {plan['Execution Time']:8.2f}  {', '.join(indexes) or 'none (sequential scan)'}")
     engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 
 @contextmanager

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import warnings
@@ -18,14 +17,10 @@ from pathlib import Path
 import kombu.pools
 import redis
 
+from tests.support import free_port
+
 SERVER_TIMEOUT_S = 30
 BROKER_DB = 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivatePostgres:

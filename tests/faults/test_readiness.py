@@ -21,8 +21,7 @@ import psutil
 import pytest
 
 from tests.faults.rig import Rig
-from tests.faults.servers import free_port
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
 
