@@ -8,23 +8,31 @@ own, and each waiting probe would hold a thread of the service. Every step here 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 import psycopg
 
 from shared.db import libpq_url
-from shared.migrate import head_revision
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
 
-HEAD = head_revision()
 # Per server. libpq counts whole seconds and takes 2 at least (connect_timeout).
 ANSWER_TIMEOUT_S = 2
 
 
 def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+@cache
+def schema_head() -> str | None:
+    """The revision this code needs, read from its migrations when first asked (not at import: no I/O then, and
+    alembic alone took a tenth of a second of every command's start)."""
+    from shared.migrate import head_revision
+
+    return head_revision()
 
 
 def schema_revision(database_url: str) -> str | None:
@@ -48,8 +56,8 @@ def readiness(runtime: Runtime) -> list[str]:
     problems = []
     try:
         current = schema_revision(runtime.settings.require_urls()[0])
-        if current != HEAD:
-            problems.append(f"schema at revision {current}, this code needs {HEAD}: run `newsflow migrate`")
+        if current != schema_head():
+            problems.append(f"schema at revision {current}, this code needs {schema_head()}: run `newsflow migrate`")
     except Exception as e:
         problems.append(f"database: {_first_line(e)}")
     try:

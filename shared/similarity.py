@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import cache
 
 import numpy as np
-from datasketch import MinHash
 
 NUM_PERM = 128
 SEED = 1
@@ -46,10 +46,18 @@ _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  #
 _LOW_32 = np.uint64(0xFFFFFFFF)
 _WORD_CACHE_MAX = 500_000  # words; a news vocabulary fits, and the cache is cleared past it (about 60 MB)
 _word_hashes: dict[str, int] = {}
-# datasketch's affine32 scheme: h -> a * fmix32(h) + b (mod 2^32), one (a, b) per permutation. The
-# signature below is computed with these parameters and datasketch's finaliser, and a unit test pins
-# it to MinHash.update_batch, so it is datasketch's MinHash with the shingle hashes as its hash values.
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32").permutations
+
+
+@cache
+def permutations() -> np.ndarray:
+    """datasketch's affine32 scheme: h -> a * fmix32(h) + b (mod 2^32), one (a, b) per permutation. The
+    signature below is computed with these parameters and datasketch's finaliser, and a unit test pins
+    it to MinHash.update_batch, so it is datasketch's MinHash with the shingle hashes as its hash values.
+    Imported when first needed: datasketch imports scipy, a third of a second of the start of every command
+    and service, most of which never make a signature (the worker asks before its pool forks)."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32").permutations
 
 
 def _word_hash(word: str) -> int:
@@ -114,7 +122,7 @@ def signature(shingles: np.ndarray) -> np.ndarray:
     """MinHash signature of a shingle set: NUM_PERM uint32 values (all 2^32 - 1 for an empty set)."""
     if shingles.size == 0:
         return np.full(NUM_PERM, 2**32 - 1, dtype=np.uint32)
-    a, b = _PERMUTATIONS
+    a, b = permutations()
     values = _fmix32((shingles & _LOW_32).astype(np.uint32)).reshape(-1, 1)
     with np.errstate(over="ignore"):
         return (values * a + b).min(axis=0)

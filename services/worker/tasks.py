@@ -15,10 +15,12 @@ from shared.observe import PROCESSED
 from shared.queues import TaskName
 from shared.records import Stage
 from shared.runtime import Runtime
+from shared.similarity import permutations
 from shared.tasks import pipeline_task
 
 
 def register_tasks(app: Celery, runtime: Runtime) -> None:
+    permutations()  # imports datasketch here, before the pool forks, so that no pool process pays for it
     worker_process_init.connect(lambda **_: runtime.warm_up(), weak=False)
     pipeline = runtime.settings.pipeline
 
