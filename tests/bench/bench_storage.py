@@ -181,6 +181,7 @@ def median(runs: list[Figures], key: str) -> float:
 def format_table(result: Figures) -> str:
     runs, naive = result["runs"], statistics.median(result["naive"])
     rate = median(runs, "drops_per_s")
+    cores = os.cpu_count() or 1
     lock_ms = statistics.median(r["lock_s"] * 1000 / max(1, r["articles"]) for r in runs)
     lock_share = statistics.median(r["lock_s"] / r["elapsed_s"] for r in runs)
     return "\n".join([
@@ -189,7 +190,8 @@ def format_table(result: Figures) -> str:
         f"{rate:,.0f} drops/s (target 2,000), "
         f"{rate / naive:.2f}x a one-INSERT-per-article loop without any index ({naive:,.0f} drops/s)",
         f"  CPU per drop: storage {median(runs, 'storage_cpu_ms'):.3f} ms, "
-        f"PostgreSQL {median(runs, 'postgres_cpu_ms'):.3f} ms",
+        f"PostgreSQL {median(runs, 'postgres_cpu_ms'):.3f} ms (so {cores} cores allow at most "
+        f"{cores * 1000 / (median(runs, 'storage_cpu_ms') + median(runs, 'postgres_cpu_ms')):,.0f} drops/s)",
         f"  index lock held: {lock_ms:.3f} ms per article indexed, {lock_share:.0%} of the run "
         f"(the shared critical section: at most {1 / max(lock_share, 1e-9):.1f}x this rate across storage processes)",
         "  runs: " + ", ".join(f"{r['drops_per_s']:.0f} drops/s {r['counts']}" for r in runs),
