@@ -10,15 +10,10 @@ With a socket per process, Linux hashes each new connection to one of them.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from multiprocessing.process import BaseProcess
-from types import FrameType
 
 import anyio.to_thread
 import uvicorn
@@ -26,6 +21,7 @@ from fastapi import FastAPI
 
 from services.api.app import create_app
 from shared.heartbeats import Heart
+from shared.processes import Supervisor, stop_on_signals, supervise
 from shared.runtime import Runtime, service_runtime
 
 log = logging.getLogger(__name__)
@@ -61,10 +57,6 @@ def serving_app(runtime: Runtime | None = None) -> FastAPI:
     return create_app(runtime, lifespan=beating)
 
 
-STOP_TIMEOUT_S = 30.0
-RESTART_DELAY_S = 1.0
-
-
 def listening_socket(host: str, port: int) -> socket.socket:
     """A socket bound to host:port in the port's SO_REUSEPORT group (every api process has one).
 
@@ -80,44 +72,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_one(host: str, port: int) -> None:
-    """One api process: its own socket, its own app (runtime, key cache, heartbeat)."""
+    """One api process of a group on one port: its own socket, its own app (runtime, key cache, heartbeat)."""
     sock = listening_socket(host, port)
     config = uvicorn.Config(serving_app(), log_config=None, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_processes(host: str, port: int, count: int) -> None:
-    """Start `count` api processes, restart one that exits, and stop them all on SIGTERM or SIGINT."""
+    """`count` api processes on one port, each `newsflow api --reuse-port` (serve_one), kept alive by the
+    supervisor `newsflow up` uses (restarted with backoff when one exits) until SIGTERM or SIGINT."""
     listening_socket(host, port).close()  # a port taken by another program fails here, once, with its error
-    context = multiprocessing.get_context("spawn")  # no pooled connection or thread crosses into a child
-    stopping = False
-
-    def start() -> BaseProcess:
-        child = context.Process(target=serve_one, args=(host, port), name="newsflow-api")
-        child.start()
-        return child
-
-    def stop(signum: int, _: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    children = [start() for _ in range(count)]
-    log.info("api: %d processes on %s:%d", count, host, port)
-    while not stopping:
-        time.sleep(0.2)
-        for i, child in enumerate(children):
-            if not child.is_alive() and not stopping:
-                log.warning("api process %s exited (%s); starting another", child.pid, child.exitcode)
-                time.sleep(RESTART_DELAY_S)
-                children[i] = start()
-    for child in children:
-        if child.is_alive() and child.pid is not None:
-            child.terminate()  # SIGTERM: uvicorn finishes the requests in flight
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
-        if child.is_alive():
-            child.kill()
-            child.join()
+    stop = stop_on_signals()
+    with Supervisor(dict(os.environ)) as supervisor:
+        for n in range(1, count + 1):
+            supervisor.start(f"api process {n}", "api", "--host", host, "--port", str(port), "--reuse-port")
+        log.info("api: %d processes on %s:%d", count, host, port)
+        supervise(supervisor, stop)

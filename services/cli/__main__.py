@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from services.cli.ingest import (
 )
 from services.cli.keys import keys
 from services.cli.operator import audit, prune, replay
-from services.cli.processes import Supervisor, child_env, exec_service
 from services.cli.status import status, trace
 from services.cli.system import command, local_services, start_local_services
 from shared.celery_app import wait_for_nodes
@@ -33,10 +30,10 @@ from shared.db import transaction
 from shared.errors import SystemFailure
 from shared.export import iter_articles, iter_drops
 from shared.keys import Role, create_key
+from shared.processes import Supervisor, child_env, exec_service, stop_on_signals, supervise
 from shared.settings import API_PORT, ENRICHMENT_VERSION
 
 log = logging.getLogger("newsflow")
-SUPERVISE_POLL_S = 0.5
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +51,7 @@ def up(drops: tuple[Path, ...], workers: int | None, host: str, port: int) -> No
     """Run the whole system on this machine until Ctrl-C (embedded servers if no URLs are set)."""
     with command(drop_dirs=drops) as cmd:
         extra = {"NEWSFLOW_DROP_DIRS": json.dumps([str(d.absolute()) for d in cmd.settings.drop_dirs])}
-        stop = _stop_on_signals()
+        stop = stop_on_signals()
         with Supervisor(child_env(*cmd.settings.require_urls(), extra)) as supervisor:
             start_local_services(supervisor, workers or cmd.settings.worker.concurrency, watcher=True)
             supervisor.start("api", "api", "--host", host, "--port", str(port))
@@ -64,17 +61,7 @@ def up(drops: tuple[Path, ...], workers: int | None, host: str, port: int) -> No
                 with transaction(cmd.runtime.sessions) as session:
                     key = create_key(session, f"up-{datetime.now():%Y%m%d-%H%M%S}", Role.OPERATOR)
                 click.echo(f"operator key for this try (Authorization: Bearer ...): {key}", err=True)
-            while not stop:
-                supervisor.keep_alive()
-                time.sleep(SUPERVISE_POLL_S)
-
-
-def _stop_on_signals() -> list[int]:
-    """A list that becomes non-empty on SIGINT or SIGTERM, so the main loop can stop cleanly."""
-    received: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: received.append(signum))
-    return received
+            supervise(supervisor, stop)
 
 
 @cli.command()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.cli.processes import Supervisor, child_env
 from shared.celery_app import wait_for_nodes
 from shared.db import redact_url
 from shared.embedded import EmbeddedServers
@@ -18,6 +17,7 @@ from shared.enrichment import reconcile_enrichment
 from shared.ledger import reconcile
 from shared.logging import setup_logging
 from shared.migrate import upgrade_to_head
+from shared.processes import Supervisor, child_env
 from shared.runtime import Runtime
 from shared.settings import Settings
 

@@ -3,9 +3,12 @@ status and replay (recorded with the key's name), readiness that follows the bro
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import delete, func, select, update
 
@@ -64,6 +67,27 @@ def test_readyz_fails_while_the_broker_is_unreachable(servers: TestServers, clea
         assert ready.status_code == 503
         assert any(p.startswith("broker:") for p in ready.json()["problems"])
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # alive all the same
+
+
+def group_members(port: int) -> set[int]:
+    """The pids of the api processes serving `port` as one of a `--workers N` group."""
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if "--reuse-port" in (p.info["cmdline"] or []) and str(port) in (p.info["cmdline"] or [])}
+
+
+def test_an_api_process_that_dies_is_started_again(servers: TestServers, clean_db: None) -> None:
+    with running_api(servers, env={"NEWSFLOW_API_WORKERS": "2"}) as base:
+        port = int(base.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while len(members := group_members(port)) < 2:
+            assert time.monotonic() < deadline, f"api processes: {members}"
+            time.sleep(0.2)
+        killed = min(members)
+        os.kill(killed, signal.SIGKILL)
+        while len(now := group_members(port) - {killed}) < 2:  # the supervisor starts another after 1 s
+            assert time.monotonic() < deadline + 30, f"api processes after the kill: {now}"
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
 
 
 def test_api_processes_share_one_port_and_a_revoked_key_stops_reading_within_the_cache_bound(

@@ -1,4 +1,4 @@
-"""Run newsflow services as child processes (for `up` and `ingest` on one machine)."""
+"""Run newsflow services as child processes: `up` and `ingest` on one machine, and `api --workers N`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ SERVICE_MODULES = {
     "api": "services.api",
 }
 STOP_TIMEOUT_S = 30.0
+SUPERVISE_POLL_S = 0.5
 RESTART_BACKOFF_S = 1.0  # the first restart of a child that exited; doubled each time it exits again soon...
 MAX_RESTART_BACKOFF_S = 60.0
 STABLE_S = 60.0  # ...unless it had run this long: then it starts over at RESTART_BACKOFF_S
@@ -91,6 +92,7 @@ class Supervisor:
             elif now >= state.restart_at:
                 self._spawn(label, state.argv)
                 log.warning("%s restarted", label, extra={"pid": self.children[label].pid})
+
     def stop(self) -> None:
         for proc in self.children.values():
             if proc.poll() is None:
@@ -110,3 +112,18 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_on_signals() -> list[int]:
+    """A list that becomes non-empty on SIGINT or SIGTERM, so the main loop can stop cleanly."""
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    return received
+
+
+def supervise(supervisor: Supervisor, stop: list[int]) -> None:
+    """Keep the children alive until a signal arrives (stop_on_signals); the caller's `with` then stops them."""
+    while not stop:
+        supervisor.keep_alive()
+        time.sleep(SUPERVISE_POLL_S)
