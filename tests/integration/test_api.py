@@ -75,12 +75,17 @@ def group_members(port: int) -> set[int]:
             if "--reuse-port" in (p.info["cmdline"] or []) and str(port) in (p.info["cmdline"] or [])}
 
 
-def test_an_api_process_that_dies_is_started_again(servers: TestServers, clean_db: None) -> None:
+def test_an_api_process_that_dies_is_started_again(servers: TestServers, clean_db: None, sessions) -> None:
     with running_api(servers, env={"NEWSFLOW_API_WORKERS": "2"}) as base:
         port = int(base.rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
-        while len(members := group_members(port)) < 2:
-            assert time.monotonic() < deadline, f"api processes: {members}"
+        while True:  # both serving: started, and each has beaten
+            members = group_members(port)
+            with sessions() as session:
+                beating = set(session.execute(select(Heartbeat.pid).where(Heartbeat.service == "api")).scalars())
+            if len(members) == 2 and members <= beating:
+                break
+            assert time.monotonic() < deadline, f"api processes: {members}, heartbeats: {beating}"
             time.sleep(0.2)
         killed = min(members)
         os.kill(killed, signal.SIGKILL)
@@ -88,6 +93,8 @@ def test_an_api_process_that_dies_is_started_again(servers: TestServers, clean_d
             assert time.monotonic() < deadline + 30, f"api processes after the kill: {now}"
             time.sleep(0.2)
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+    with sessions() as session, session.begin():  # a killed process leaves its heartbeat; the next test counts them
+        session.execute(delete(Heartbeat).where(Heartbeat.service == "api", Heartbeat.pid == killed))
 
 
 def test_api_processes_share_one_port_and_a_revoked_key_stops_reading_within_the_cache_bound(
