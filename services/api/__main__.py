@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
-from services.api.serving import api_runtime, run_processes, serve_one, serving_app
+from services.api.serving import api_runtime, run_processes, serve_one, server, serving_app
 from shared.settings import API_PORT
 
 
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     if workers < 1:
         parser.error("--workers must be at least 1")
     if workers == 1:
-        uvicorn.run(serving_app(runtime), host=args.host, port=args.port, log_config=None, access_log=False)
+        server(serving_app(runtime), host=args.host, port=args.port).run()
     else:  # each process is `newsflow api --reuse-port`, its own app on a socket of its own (services/api/serving.py)
         run_processes(args.host, args.port, workers)
 
