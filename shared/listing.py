@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlalchemy import REAL, ColumnElement, Date, Float, Select, cast, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import REGCONFIG
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.export import RECORD_LIST, records_json
-from shared.models import Article, ArticleEntity, Entity
+from shared.models import Article, ArticleEntity, ArticleKeyword, Entity
 from shared.records import ArticleRecord
 from shared.search import ts_config
 
@@ -136,9 +136,15 @@ def filtered(query: ArticleQuery, entities: list[int] | None = None) -> Select[A
         stmt = stmt.where(a.language == query.language)
     if query.country:
         stmt = stmt.where(a.countries.contains([query.country.upper()]))  # GIN
+    # Keyword and entity are joined, so that the published order can walk their rows (published_order): one row
+    # per (article, keyword) and one link per (article, entity), so the joins repeat no article.
     if query.keyword:
-        stmt = stmt.where(a.keywords.contains([query.keyword]))  # GIN
-    if entities is not None:
+        k = ArticleKeyword
+        stmt = stmt.join(k, (k.article_id == a.id) & (k.keyword == query.keyword))
+    if entities is not None and len(entities) == 1:
+        e = ArticleEntity
+        stmt = stmt.join(e, (e.article_id == a.id) & (e.entity_id == entities[0]))
+    elif entities is not None:  # a name of several types (or none): an article may mention more than one
         stmt = stmt.where(select(ArticleEntity.article_id).where(
             ArticleEntity.article_id == a.id, ArticleEntity.entity_id.in_(entities)).exists())
     if query.cluster is not None:  # a cluster's id, or any member's: its current cluster
@@ -147,6 +153,19 @@ def filtered(query: ArticleQuery, entities: list[int] | None = None) -> Select[A
     if query.canonical:
         stmt = stmt.where(a.is_canonical.is_(True))
     return stmt
+
+
+def published_order(query: ArticleQuery, entities: list[int] | None
+                    ) -> tuple[InstrumentedAttribute[date], InstrumentedAttribute[int]]:
+    """The (sort_date, id) of the published order, taken from the table that a filter can walk in that order: the
+    keyword's rows, else the entity's links, else the article itself. They hold the same values (`article_keywords`
+    and the links carry the article's `sort_date`), but only the walked table's index serves the order and the
+    cursor's comparison: a page is then its next few entries, however many articles match."""
+    if query.keyword:
+        return ArticleKeyword.sort_date, ArticleKeyword.article_id
+    if entities is not None and len(entities) == 1:
+        return ArticleEntity.sort_date, ArticleEntity.article_id
+    return Article.sort_date, Article.id
 
 
 def page_statement(query: ArticleQuery, after: ListCursor | None, limit: int, entities: list[int] | None = None
@@ -162,11 +181,11 @@ def page_statement(query: ArticleQuery, after: ListCursor | None, limit: int, en
             stmt = stmt.where(tuple_(rank, Article.id) < tuple_(cast(literal(after.key, Float), REAL),
                                                                  literal(after.id)))
     else:
-        stmt = stmt.add_columns(Article.published_on.label("key")).order_by(
-            Article.sort_date.desc(), Article.id.desc())
+        sort_date, article_id = published_order(query, entities)
+        stmt = stmt.add_columns(Article.published_on.label("key")).order_by(sort_date.desc(), article_id.desc())
         if after is not None:
             key = literal(after.key) if after.key is not None else literal("-infinity")
-            stmt = stmt.where(tuple_(Article.sort_date, Article.id) < tuple_(cast(key, Date), literal(after.id)))
+            stmt = stmt.where(tuple_(sort_date, article_id) < tuple_(cast(key, Date), literal(after.id)))
     return stmt.limit(limit + 1)
 
 

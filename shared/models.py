@@ -125,7 +125,6 @@ class Article(Base):
         Index("ix_articles_source_sort", "source", "sort_date", "id"),
         Index("ix_articles_language_sort", "language", "sort_date", "id"),
         Index("ix_articles_cluster_id", "cluster_id"),
-        Index("ix_articles_keywords", "keywords", postgresql_using="gin"),
         Index("ix_articles_countries", "countries", postgresql_using="gin"),
         Index("ix_articles_enrichment_version", "enrichment_version"),
         Index("ix_articles_enriched_at", "enriched_at"),
@@ -158,9 +157,25 @@ class ArticleEntity(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id"), primary_key=True)
     count: Mapped[int]
+    # The article's `sort_date`, copied when the link is written and kept equal by a trigger when the article's date
+    # changes (migration 0010), so that "articles mentioning X, newest first" is one ordered walk of the index below.
+    sort_date: Mapped[date]
 
-    # "Articles mentioning X": entity first, then join articles on published_on for the time window.
-    __table_args__ = (Index("ix_article_entities_entity_id", "entity_id", "article_id"),)
+    __table_args__ = (Index("ix_article_entities_entity_sort", "entity_id", "sort_date", "article_id"),)
+
+
+class ArticleKeyword(Base):
+    """`articles.keywords` one row each, with the article's `sort_date`: "articles with keyword K, newest first" is
+    one ordered walk of its index, where the GIN index of the array gave every match to sort. Written by triggers
+    on `articles` only (migration 0010): whatever sets an article's keywords or date, these rows follow."""
+
+    __tablename__ = "article_keywords"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    keyword: Mapped[str] = mapped_column(Text, primary_key=True)
+    sort_date: Mapped[date]
+
+    __table_args__ = (Index("ix_article_keywords_keyword_sort", "keyword", "sort_date", "article_id"),)
 
 
 class ArticleChange(Base):

@@ -1,4 +1,5 @@
-"""Persist enrichments: article fields, entities once per (type, name), a link per article with its count.
+"""Persist enrichments: article fields, entities once per (type, name), a link per article with its count
+(`article_keywords` follows `articles.keywords` by a trigger: migration 0010).
 
 Idempotent: an article's entity links are replaced as a whole, so a redelivered or re-run
 enrichment leaves exactly one set of links behind.
@@ -36,8 +37,11 @@ def entity_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, 
 
 
 LOCK_ARTICLES = "SELECT id FROM articles WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE"
-INSERT_LINKS = ("INSERT INTO article_entities (article_id, entity_id, count) "
-                "SELECT * FROM unnest(%(articles)s::bigint[], %(entities)s::bigint[], %(counts)s::int[]) "
+# With the article's sort key, for ordered lookups by entity (migration 0010 keeps it equal when the date changes).
+INSERT_LINKS = ("INSERT INTO article_entities (article_id, entity_id, count, sort_date) "
+                "SELECT u.article_id, u.entity_id, u.count, a.sort_date "
+                "FROM unnest(%(articles)s::bigint[], %(entities)s::bigint[], %(counts)s::int[]) "
+                "AS u(article_id, entity_id, count) JOIN articles a ON a.id = u.article_id "
                 "ON CONFLICT DO NOTHING")
 # The search vector is made again in the detected language's configuration, unless it was made in that one
 # already (always the configuration of the language the row had: `english` for none, as storage makes it), which

@@ -86,8 +86,9 @@ def sentences() -> list[str]:
 
 
 def load(url: str, count: int, rng: random.Random) -> None:
-    """COPY the articles into a staging table, insert them with their search vectors, then their entities and
-    their changes (created, enriched), and analyze."""
+    """COPY the articles into a staging table, insert them with their search vectors (a trigger writes their
+    keywords' rows), then their entities (with their articles' sort keys) and their changes (created, enriched),
+    and analyze."""
     pool = sentences()
     words = sorted({w.lower().strip(".,\"'()") for s in pool[:3000] for w in s.split() if len(w) > 5})[:400]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -107,8 +108,13 @@ def load(url: str, count: int, rng: random.Random) -> None:
         for n in range(1, count + 1):
             for entity in {int(rng.paretovariate(1.2)) % 2000 + 1 for _ in range(3)}:
                 buffer.write(f"{n}\t{entity}\t{rng.randint(1, 5)}\n")
-        with conn.cursor().copy("COPY article_entities (article_id, entity_id, count) FROM STDIN") as copy:
+        conn.execute("CREATE UNLOGGED TABLE links (article_id bigint, entity_id bigint, count int)")
+        with conn.cursor().copy("COPY links FROM STDIN") as copy:
             copy.write(buffer.getvalue())
+        conn.execute("INSERT INTO article_entities (article_id, entity_id, count, sort_date) "
+                     "SELECT l.article_id, l.entity_id, l.count, a.sort_date FROM links l "
+                     "JOIN articles a ON a.id = l.article_id")
+        conn.execute("DROP TABLE links")
         conn.execute("INSERT INTO article_changes (article_id, change) SELECT id, c FROM articles, "
                      "unnest(ARRAY['created', 'enriched']) AS c ORDER BY id, c")
         conn.execute("DROP TABLE stage")
