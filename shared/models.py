@@ -161,7 +161,11 @@ class ArticleEntity(Base):
     # changes (migration 0010), so that "articles mentioning X, newest first" is one ordered walk of the index below.
     sort_date: Mapped[date]
 
-    __table_args__ = (Index("ix_article_entities_entity_sort", "entity_id", "sort_date", "article_id"),)
+    __table_args__ = (
+        Index("ix_article_entities_entity_sort", "entity_id", "sort_date", "article_id"),
+        # The most mentioned entities of a window (GET /v1/entities), read from this index alone.
+        Index("ix_article_entities_sort_entity", "sort_date", "entity_id", postgresql_include=["count"]),
+    )
 
 
 class ArticleKeyword(Base):

@@ -68,20 +68,26 @@ def _like_prefix(value: str) -> str:
 
 def top_entities(session: Session, *, start: date | None, end: date | None, kind: str | None, prefix: str | None,
                  limit: int) -> list[EntityCount]:
-    """The entities mentioned in the most articles published in the window (all time without one)."""
-    where = ["true"]
+    """The entities mentioned in the most articles published in the window (all time without one).
+
+    The window is read from the links alone: each carries its article's `sort_date` (undated: -infinity), and the
+    index (sort_date, entity_id) INCLUDE (count) gives a month's links without touching an article (joining the
+    articles for their date cost 20-25 ms of PostgreSQL's time for 30 days of the bench's 100,000)."""
+    window = ["true"]
     if start is not None:
-        where.append("a.published_on >= :start")
+        window.append("ae.sort_date >= :start")
     if end is not None:
-        where.append("a.published_on <= :end")
+        window.append("ae.sort_date <= :end AND ae.sort_date > '-infinity'")  # undated: in no window
+    named = ["true"]
     if kind:
-        where.append("e.type = :kind")
+        named.append("e.type = :kind")
     if prefix:
-        where.append("lower(e.name) LIKE lower(:prefix)")
+        named.append("lower(e.name) LIKE lower(:prefix)")
     rows = session.execute(text(
-        "SELECT e.id, e.name, e.type, count(*) AS articles, sum(ae.count) AS mentions FROM article_entities ae "
-        "JOIN entities e ON e.id = ae.entity_id JOIN articles a ON a.id = ae.article_id "
-        f"WHERE {' AND '.join(where)} GROUP BY e.id ORDER BY articles DESC, mentions DESC, e.id LIMIT :limit"),
+        "SELECT e.id, e.name, e.type, t.articles, t.mentions FROM (SELECT ae.entity_id, count(*) AS articles, "
+        f"sum(ae.count) AS mentions FROM article_entities ae WHERE {' AND '.join(window)} GROUP BY ae.entity_id) t "
+        f"JOIN entities e ON e.id = t.entity_id WHERE {' AND '.join(named)} "
+        "ORDER BY t.articles DESC, t.mentions DESC, e.id LIMIT :limit"),
         {"start": start, "end": end, "kind": kind, "prefix": _like_prefix(prefix or ""), "limit": limit}).all()
     return [EntityCount(id=r.id, text=r.name, type=r.type, articles=r.articles, mentions=r.mentions) for r in rows]
 

@@ -20,6 +20,7 @@ from shared.db import transaction
 from shared.keys import Role, create_key
 from shared.listing import ArticleQuery, list_articles
 from shared.migrate import alembic_config
+from shared.stats import top_entities
 from tests.conftest import ADMIN_URL
 from tests.corpora import Spec, enrich, store, store_and_enrich
 from tests.integration.test_api import running_api
@@ -339,3 +340,26 @@ def test_migration_0010_fills_keyword_rows_and_link_dates(database_url: str) -> 
             assert keywords == expected_keywords
             assert links == {dated: D1.isoformat(), undated: "-infinity"}
             command.downgrade(alembic_config(url), "0009")
+
+
+def test_top_entities_count_the_articles_of_the_window(sessions) -> None:
+    """`GET /v1/entities` reads the window from the links' own sort key: an undated article counts in no window,
+    only all time."""
+    paris, rome = ("place", "Paris"), ("place", "Rome")
+    specs = [Spec("One", "Police closed the bridge on Monday after a crash.", D1, None, "en", entities=(paris,)),
+             Spec("Two", "Rain fell on both cities for a week without a break.", D3, None, "en",
+                  entities=(paris, rome)),
+             Spec("Three", "Museums reopened their doors to visitors this spring.", None, None, "en",
+                  entities=(paris,))]
+    truncate_all(sessions)
+    store_and_enrich(sessions, specs, "top")
+
+    def top(start: date | None, end: date | None) -> dict[str, int]:
+        with sessions() as session:
+            return {e.text: e.articles for e in top_entities(session, start=start, end=end, kind=None, prefix=None,
+                                                             limit=10)}
+
+    assert top(None, None) == {"Paris": 3, "Rome": 1}
+    assert top(D2, None) == {"Paris": 1, "Rome": 1}
+    assert top(None, D2) == {"Paris": 1}
+    assert top(D1, D3) == {"Paris": 2, "Rome": 1}

@@ -8,11 +8,14 @@ Create Date: 2026-12-08 05:00:00
 common keyword or entity: walk every article in order and test each one (its keywords through the row, its
 entities through their primary key), or take every match from an index (GIN of `keywords`, or the entity's
 links) and sort them all. With the article's `sort_date` beside each keyword and each link, and an index on
-(keyword or entity, sort_date, article), a page is the next few entries of one index in order.
+(keyword or entity, sort_date, article), a page is the next few entries of one index in order. `GET /v1/entities`
+(the most mentioned entities of a window) reads the window's links from a second index, (sort_date, entity)
+with their counts, without joining the articles for their dates.
 
-`article_keywords` replaces the GIN index of `articles.keywords`, and is derived from the array by a trigger (on insert, and on an update of the keywords
-or the date), so every writer keeps it exact; the links' `sort_date` is written with the link (storage joins
-the article) and follows the article's date by the same trigger. Existing rows are filled here.
+`article_keywords` replaces the GIN index of `articles.keywords`, and is derived from the array by a trigger (on
+insert, and on an update of the keywords or the date), so every writer keeps it exact; the links' `sort_date` is
+written with the link (storage joins the article) and follows the article's date by the same trigger. Existing
+rows are filled here.
 """
 
 from collections.abc import Sequence
@@ -62,6 +65,8 @@ def upgrade() -> None:
     op.alter_column("article_entities", "sort_date", nullable=False)
     op.drop_index("ix_article_entities_entity_id", table_name="article_entities")
     op.create_index("ix_article_entities_entity_sort", "article_entities", ["entity_id", "sort_date", "article_id"])
+    op.create_index("ix_article_entities_sort_entity", "article_entities", ["sort_date", "entity_id"],
+                    postgresql_include=["count"])
 
     op.execute(FOLLOW)
     # Inserted with keywords (a copy, a backfill), or keywords or date changed (enrichment, a new primary drop).
@@ -76,6 +81,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER article_terms_on_update ON articles")
     op.execute("DROP TRIGGER article_terms_on_insert ON articles")
     op.execute("DROP FUNCTION article_terms_follow()")
+    op.drop_index("ix_article_entities_sort_entity", table_name="article_entities")
     op.drop_index("ix_article_entities_entity_sort", table_name="article_entities")
     op.create_index("ix_article_entities_entity_id", "article_entities", ["entity_id", "article_id"])
     op.drop_column("article_entities", "sort_date")
