@@ -24,14 +24,13 @@ from typing import Any
 
 from sqlalchemy import REAL, ColumnElement, Date, Float, Select, cast, func, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import REGCONFIG
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.export import RECORD_LIST, records_json
-from shared.models import Article, ArticleEntity, ArticleTerm, Entity
+from shared.models import Article, ArticleEntity, ArticleKeyword, Entity
 from shared.records import ArticleRecord
 from shared.search import ts_config
 
-KEYWORD, COUNTRY = aliased(ArticleTerm, name="keyword"), aliased(ArticleTerm, name="country")
 PHRASE_WINDOW = 2000  # articles a phrase search looks through in order before searching them all (page_rows)
 
 
@@ -135,14 +134,13 @@ def filtered(query: ArticleQuery, entities: list[int] | None = None) -> Select[A
         stmt = stmt.where(a.source == query.source)
     if query.language:
         stmt = stmt.where(a.language == query.language)
-    # Keyword, country and entity are joined, so that the published order can walk their rows (published_order):
-    # one row per (article, term) and one link per (article, entity), so the joins repeat no article.
-    if query.keyword:
-        stmt = stmt.join(KEYWORD, (KEYWORD.article_id == a.id) & (KEYWORD.kind == "keyword")
-                         & (KEYWORD.term == query.keyword))
     if query.country:
-        stmt = stmt.join(COUNTRY, (COUNTRY.article_id == a.id) & (COUNTRY.kind == "country")
-                         & (COUNTRY.term == query.country.upper()))
+        stmt = stmt.where(a.countries.contains([query.country.upper()]))  # GIN
+    # Keyword and entity are joined, so that the published order can walk their rows (published_order): one row
+    # per (article, keyword) and one link per (article, entity), so the joins repeat no article.
+    if query.keyword:
+        k = ArticleKeyword
+        stmt = stmt.join(k, (k.article_id == a.id) & (k.keyword == query.keyword))
     if entities is not None and len(entities) == 1:
         e = ArticleEntity
         stmt = stmt.join(e, (e.article_id == a.id) & (e.entity_id == entities[0]))
@@ -159,16 +157,14 @@ def filtered(query: ArticleQuery, entities: list[int] | None = None) -> Select[A
 
 def published_order(query: ArticleQuery, entities: list[int] | None
                     ) -> tuple[InstrumentedAttribute[date], InstrumentedAttribute[int]]:
-    """The (sort_date, id) of the published order, taken from the table that a filter can walk in that order: a
-    term's rows, else the entity's links, else the article itself. They hold the same values (`article_terms` and
-    the links carry the article's `sort_date`), but only the walked table's index serves the order and the
+    """The (sort_date, id) of the published order, taken from the table that a filter can walk in that order: the
+    keyword's rows, else the entity's links, else the article itself. They hold the same values (`article_keywords`
+    and the links carry the article's `sort_date`), but only the walked table's index serves the order and the
     cursor's comparison: a page is then its next few entries, however many articles match."""
-    if query.keyword:  # the rarest first: a keyword, an entity (most are rare), a country
-        return KEYWORD.sort_date, KEYWORD.article_id
+    if query.keyword:
+        return ArticleKeyword.sort_date, ArticleKeyword.article_id
     if entities is not None and len(entities) == 1:
         return ArticleEntity.sort_date, ArticleEntity.article_id
-    if query.country:
-        return COUNTRY.sort_date, COUNTRY.article_id
     return Article.sort_date, Article.id
 
 

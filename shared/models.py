@@ -125,6 +125,7 @@ class Article(Base):
         Index("ix_articles_source_sort", "source", "sort_date", "id"),
         Index("ix_articles_language_sort", "language", "sort_date", "id"),
         Index("ix_articles_cluster_id", "cluster_id"),
+        Index("ix_articles_countries", "countries", postgresql_using="gin"),
         Index("ix_articles_enrichment_version", "enrichment_version"),
         Index("ix_articles_enriched_at", "enriched_at"),
         Index("ix_articles_source_created_at", "source", "created_at"),
@@ -167,20 +168,18 @@ class ArticleEntity(Base):
     )
 
 
-class ArticleTerm(Base):
-    """`articles.keywords` and `articles.countries`, one row per value, with the article's `sort_date`: "articles
-    with keyword K (or country C), newest first" is one ordered walk of the lookup index, where a GIN index of the
-    array gave every match to sort. Written by triggers on `articles` only (migration 0010): whatever sets an
-    article's keywords, countries or date, these rows follow."""
+class ArticleKeyword(Base):
+    """`articles.keywords` one row each, with the article's `sort_date`: "articles with keyword K, newest first" is
+    one ordered walk of its index, where the GIN index of the array gave every match to sort. Written by triggers
+    on `articles` only (migration 0010): whatever sets an article's keywords or date, these rows follow."""
 
-    __tablename__ = "article_terms"
+    __tablename__ = "article_keywords"
 
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True, doc="keyword or country")
-    term: Mapped[str] = mapped_column(Text, primary_key=True)
+    keyword: Mapped[str] = mapped_column(Text, primary_key=True)
     sort_date: Mapped[date]
 
-    __table_args__ = (Index("ix_article_terms_lookup", "kind", "term", "sort_date", "article_id"),)
+    __table_args__ = (Index("ix_article_keywords_keyword_sort", "keyword", "sort_date", "article_id"),)
 
 
 class ArticleChange(Base):

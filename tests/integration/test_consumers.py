@@ -275,15 +275,13 @@ def test_the_search_vector_follows_the_language(sessions) -> None:
     assert "'les'" in lexemes(article)
 
 
-def test_term_rows_and_entity_links_follow_the_article(sessions) -> None:
-    """`article_terms` (keywords, countries) and the entity links carry their article's sort key (migration 0010),
-    so those filters walk them in the published order: when a copy that sorts first gives the article another
-    date, and when a re-enrichment changes its keywords and countries, the rows follow and the listings keep the
-    order."""
-    storm = Spec("Storm hits the coast", STORM, D1, "Reuters", "en", ("FR", "GB"), ("coast", "storm"),
-                 (("place", "Paris"),))
+def test_keyword_rows_and_entity_links_follow_the_article(sessions) -> None:
+    """`article_keywords` and the entity links carry their article's sort key (migration 0010), so the keyword and
+    entity filters walk them in the published order: when a copy that sorts first gives the article another date,
+    and when a re-enrichment changes its keywords, the rows follow and the listings keep the order."""
+    storm = Spec("Storm hits the coast", STORM, D1, "Reuters", "en", (), ("coast", "storm"), (("place", "Paris"),))
     other = Spec("Another storm", "Fishermen stayed in port as a second storm reached the harbour on Saturday.", D2,
-                 "Reuters", "en", ("FR",), ("storm",), (("place", "Paris"),))
+                 "Reuters", "en", (), ("storm",), (("place", "Paris"),))
     truncate_all(sessions)
     first, second = store_and_enrich(sessions, [storm, other], "follow")
 
@@ -293,17 +291,14 @@ def test_term_rows_and_entity_links_follow_the_article(sessions) -> None:
 
     def rows_match_articles() -> None:
         with sessions() as session:
-            rows = session.execute(text("SELECT article_id, kind, term, sort_date::text FROM article_terms"))
-            derived = session.execute(text(
-                "SELECT id, 'keyword', k, sort_date::text FROM articles, unnest(keywords) AS k UNION "
-                "SELECT id, 'country', c, sort_date::text FROM articles, unnest(countries) AS c"))
+            rows = session.execute(text("SELECT article_id, keyword, sort_date::text FROM article_keywords"))
+            derived = session.execute(text("SELECT id, k, sort_date::text FROM articles, unnest(keywords) AS k"))
             assert set(rows) == set(derived)
             assert session.execute(text("SELECT count(*) FROM article_entities ae JOIN articles a "
                                         "ON a.id = ae.article_id WHERE ae.sort_date <> a.sort_date")).scalar_one() == 0
 
     rows_match_articles()
-    assert listed(keyword="storm") == listed(entity="Paris") == listed(country="FR") == [second, first]
-    assert listed(keyword="storm", country="fr", entity="Paris") == [second, first]
+    assert listed(keyword="storm") == listed(entity="Paris") == [second, first]
     with sessions() as session:
         primary = session.execute(text("SELECT primary_sha256 FROM articles WHERE id = :id"), {"id": first}
                                   ).scalar_one()
@@ -313,38 +308,36 @@ def test_term_rows_and_entity_links_follow_the_article(sessions) -> None:
     with transaction(sessions) as session:
         assert store(session, [replace(storm, published_on=D3)], tag) == [first]
     rows_match_articles()
-    assert listed(keyword="storm") == listed(entity="Paris") == listed(country="FR") == [first, second]
+    assert listed(keyword="storm") == listed(entity="Paris") == [first, second]
     with transaction(sessions) as session:
-        enrich(session, [replace(storm, keywords=("coast",), countries=("GB",))], [first])
+        enrich(session, [replace(storm, keywords=("coast",))], [first])
     rows_match_articles()
-    assert listed(keyword="storm") == listed(country="FR") == [second]
-    assert listed(keyword="coast") == listed(country="GB") == [first]
+    assert listed(keyword="storm") == [second] and listed(keyword="coast") == [first]
 
 
-def test_migration_0010_fills_term_rows_and_link_dates(database_url: str) -> None:
-    """Articles enriched before 0010 get their keyword and country rows and their links the article's sort key
-    (undated: -infinity); down to 0009 and up again gives the same rows."""
+def test_migration_0010_fills_keyword_rows_and_link_dates(database_url: str) -> None:
+    """Articles enriched before 0010 get their keyword rows and their links the article's sort key (undated:
+    -infinity); down to 0009 and up again gives the same rows."""
     with scratch_database(ADMIN_URL, f"newsflow_test_mig_{uuid.uuid4().hex[:8]}") as url:
         command.upgrade(alembic_config(url), "0009")
         with psycopg.connect(url, autocommit=True) as conn:
             dated, undated = (conn.execute(
                 "INSERT INTO articles (content_hash, title, paragraphs, body, encoding, pipeline_version, "
-                "published_on, keywords, countries) VALUES (%s, 't', '[]', 'b', 'utf-8', '1', %s, %s, %s) "
-                "RETURNING id", (h, day, keywords, countries)).fetchone()[0]
-                for h, day, keywords, countries in [("h1", D1, ["storm", "coast", "storm"], ["FR"]),
-                                                    ("h2", None, ["storm"], None)])
+                "published_on, keywords) VALUES (%s, 't', '[]', 'b', 'utf-8', '1', %s, %s) RETURNING id",
+                (h, day, keywords)).fetchone()[0] for h, day, keywords in [("h1", D1, ["storm", "coast", "storm"]),
+                                                                           ("h2", None, ["storm"])])
             entity = conn.execute("INSERT INTO entities (type, name) VALUES ('place', 'Paris') RETURNING id"
                                   ).fetchone()[0]
             conn.execute("INSERT INTO article_entities (article_id, entity_id, count) VALUES (%s, %s, 1), "
                          "(%s, %s, 2)", (dated, entity, undated, entity))
-        expected_terms = {(dated, "keyword", "coast", D1.isoformat()), (dated, "keyword", "storm", D1.isoformat()),
-                          (dated, "country", "FR", D1.isoformat()), (undated, "keyword", "storm", "-infinity")}
+        expected_keywords = {(dated, "coast", D1.isoformat()), (dated, "storm", D1.isoformat()),
+                             (undated, "storm", "-infinity")}
         for _ in range(2):
             command.upgrade(alembic_config(url), "head")
             with psycopg.connect(url, autocommit=True) as conn:
-                terms = set(conn.execute("SELECT article_id, kind, term, sort_date::text FROM article_terms"))
+                keywords = set(conn.execute("SELECT article_id, keyword, sort_date::text FROM article_keywords"))
                 links = dict(conn.execute("SELECT article_id, sort_date::text FROM article_entities").fetchall())
-            assert terms == expected_terms
+            assert keywords == expected_keywords
             assert links == {dated: D1.isoformat(), undated: "-infinity"}
             command.downgrade(alembic_config(url), "0009")
 
