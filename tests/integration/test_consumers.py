@@ -363,3 +363,23 @@ def test_top_entities_count_the_articles_of_the_window(sessions) -> None:
     assert top(D2, None) == {"Paris": 1, "Rome": 1}
     assert top(None, D2) == {"Paris": 1}
     assert top(D1, D3) == {"Paris": 2, "Rome": 1}
+
+
+def test_a_name_of_two_entities_lists_the_articles_of_both(sessions) -> None:
+    """"Washington" the person and the place: `entity` alone lists the articles of both, newest first, each once;
+    with `entity_type`, one entity's (walked through its links in date order)."""
+    person, place = ("person", "Washington"), ("place", "Washington")
+    specs = [Spec("One", "The general crossed the river at night with his men.", D1, None, "en", entities=(person,)),
+             Spec("Two", "The city closed its museums for the holiday weekend.", D2, None, "en", entities=(place,)),
+             Spec("Three", "A statue of the general stands in the city's square.", D3, None, "en",
+                  entities=(person, place))]
+    truncate_all(sessions)
+    one, two, three = store_and_enrich(sessions, specs, "two-types")
+
+    def listed(**filters: str) -> list[int]:
+        with sessions() as session:
+            return [r.id for r in list_articles(session, ArticleQuery(**filters), limit=10, cursor=None).records()]
+
+    assert listed(entity="Washington") == [three, two, one]
+    assert listed(entity="Washington", entity_type="person") == [three, one]
+    assert listed(entity="Washington", entity_type="place") == [three, two]
