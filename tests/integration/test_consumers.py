@@ -275,6 +275,12 @@ def test_the_search_vector_follows_the_language(sessions) -> None:
     assert "'les'" in lexemes(article)
 
 
+def listed(sessions, **filters: str) -> list[int]:
+    """The ids of the first page of a listing (10 articles), in its order."""
+    with sessions() as session:
+        return [r.id for r in list_articles(session, ArticleQuery(**filters), limit=10, cursor=None).records()]
+
+
 def test_keyword_rows_and_entity_links_follow_the_article(sessions) -> None:
     """`article_keywords` and the entity links carry their article's sort key (migration 0010), so the keyword and
     entity filters walk them in the published order: when a copy that sorts first gives the article another date,
@@ -285,10 +291,6 @@ def test_keyword_rows_and_entity_links_follow_the_article(sessions) -> None:
     truncate_all(sessions)
     first, second = store_and_enrich(sessions, [storm, other], "follow")
 
-    def listed(**filters: str) -> list[int]:
-        with sessions() as session:
-            return [r.id for r in list_articles(session, ArticleQuery(**filters), limit=10, cursor=None).records()]
-
     def rows_match_articles() -> None:
         with sessions() as session:
             rows = session.execute(text("SELECT article_id, keyword, sort_date::text FROM article_keywords"))
@@ -298,7 +300,7 @@ def test_keyword_rows_and_entity_links_follow_the_article(sessions) -> None:
                                         "ON a.id = ae.article_id WHERE ae.sort_date <> a.sort_date")).scalar_one() == 0
 
     rows_match_articles()
-    assert listed(keyword="storm") == listed(entity="Paris") == [second, first]
+    assert listed(sessions, keyword="storm") == listed(sessions, entity="Paris") == [second, first]
     with sessions() as session:
         primary = session.execute(text("SELECT primary_sha256 FROM articles WHERE id = :id"), {"id": first}
                                   ).scalar_one()
@@ -308,11 +310,11 @@ def test_keyword_rows_and_entity_links_follow_the_article(sessions) -> None:
     with transaction(sessions) as session:
         assert store(session, [replace(storm, published_on=D3)], tag) == [first]
     rows_match_articles()
-    assert listed(keyword="storm") == listed(entity="Paris") == [first, second]
+    assert listed(sessions, keyword="storm") == listed(sessions, entity="Paris") == [first, second]
     with transaction(sessions) as session:
         enrich(session, [replace(storm, keywords=("coast",))], [first])
     rows_match_articles()
-    assert listed(keyword="storm") == [second] and listed(keyword="coast") == [first]
+    assert listed(sessions, keyword="storm") == [second] and listed(sessions, keyword="coast") == [first]
 
 
 def test_migration_0010_fills_keyword_rows_and_link_dates(database_url: str) -> None:
@@ -376,10 +378,6 @@ def test_a_name_of_two_entities_lists_the_articles_of_both(sessions) -> None:
     truncate_all(sessions)
     one, two, three = store_and_enrich(sessions, specs, "two-types")
 
-    def listed(**filters: str) -> list[int]:
-        with sessions() as session:
-            return [r.id for r in list_articles(session, ArticleQuery(**filters), limit=10, cursor=None).records()]
-
-    assert listed(entity="Washington") == [three, two, one]
-    assert listed(entity="Washington", entity_type="person") == [three, one]
-    assert listed(entity="Washington", entity_type="place") == [three, two]
+    assert listed(sessions, entity="Washington") == [three, two, one]
+    assert listed(sessions, entity="Washington", entity_type="person") == [three, one]
+    assert listed(sessions, entity="Washington", entity_type="place") == [three, two]
