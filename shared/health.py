@@ -55,9 +55,9 @@ def readiness(runtime: Runtime) -> list[str]:
     """What keeps the service from working now; empty when ready."""
     problems = []
     try:
-        current = schema_revision(runtime.settings.require_urls()[0])
-        if current != schema_head():
-            problems.append(f"schema at revision {current}, this code needs {schema_head()}: run `newsflow migrate`")
+        current, needed = schema_revision(runtime.settings.require_urls()[0]), schema_head()
+        if current != needed:
+            problems.append(f"schema at revision {current}, this code needs {needed}: run `newsflow migrate`")
     except Exception as e:
         problems.append(f"database: {_first_line(e)}")
     try:
